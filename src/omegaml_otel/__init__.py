@@ -1,0 +1,37 @@
+"""omegaml-otel: omega-ml's task logging and profiling, rebuilt on OpenTelemetry.
+
+Use as ``import omegaml_otel as om``; ``om.runtime``, ``om.logger`` and ``om.telemetry`` are created on first
+access, so importing this package configures nothing.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from omegaml_otel import telemetry
+    from omegaml_otel.compat.logger import SimpleLogger
+    from omegaml_otel.runtimes.client import Runtime
+
+    runtime: Runtime
+    logger: SimpleLogger
+
+_singletons: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "runtime":
+        if name not in _singletons:
+            from omegaml_otel.runtimes.client import Runtime
+            _singletons[name] = Runtime()
+        return _singletons[name]
+    if name == "logger":
+        if name not in _singletons:
+            from omegaml_otel.compat.logger import SimpleLogger
+            _singletons[name] = SimpleLogger()
+        return _singletons[name]
+    if name == "telemetry":
+        import importlib
+        return importlib.import_module("omegaml_otel.telemetry")
+    raise AttributeError(f"module 'omegaml_otel' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Capture: instrumentation of Celery, logging and print output, per process."""

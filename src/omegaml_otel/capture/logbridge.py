@@ -1,0 +1,128 @@
+"""LogBridge: Python ``logging`` records become OpenTelemetry log records.
+
+Compared with the stock OTel handler it caches one OTel logger per logger name, copies only the ``extra``
+attributes a record really has, and skips records that are already bridged (``claim=True`` handlers mark them), so
+a record seen by a task-capture handler and then by the root handler is stored once. Records from OpenTelemetry's
+own loggers, and anything logged while an exporter writes, are never bridged (no export feedback loop).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from opentelemetry._logs import LoggerProvider, SeverityNumber
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.sdk._logs._internal import std_to_otel
+
+from omegaml_otel import _guard
+from omegaml_otel.capture.context import record_attributes
+
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                               "_omtel_bridged"}
+_SEVERITY: dict[int, SeverityNumber] = {}
+CLAIMED = "_omtel_bridged"
+
+
+def severity(levelno: int) -> SeverityNumber:
+    sev = _SEVERITY.get(levelno)
+    if sev is None:
+        sev = _SEVERITY[levelno] = std_to_otel(levelno)
+    return sev
+
+
+def message(record: logging.LogRecord) -> str:
+    """``getMessage()``, but a record whose args do not fit its format is kept as msg + args, not lost."""
+    try:
+        return record.getMessage()
+    except Exception:
+        return f"{record.msg} {record.args!r}"
+
+
+class LogBridge(logging.Handler):
+    def __init__(self, level: int = logging.NOTSET, *, logger_provider: LoggerProvider,
+                 attributes: Mapping[str, Any] | None = None, claim: bool = False):
+        super().__init__(level)
+        self._provider = logger_provider
+        self._attributes = dict(attributes or {})
+        self._claim = claim
+        self._loggers: dict[str, Any] = {}
+
+    def _otel_logger(self, name: str):
+        logger = self._loggers.get(name)
+        if logger is None:
+            logger = self._loggers[name] = self._provider.get_logger(name or "root")
+        return logger
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # skip before taking the handler lock: cheap for records another bridge already stored
+        if _guard.active() or getattr(record, CLAIMED, False) or record.name.startswith("opentelemetry"):
+            return False
+        return super().handle(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            attrs = dict(record_attributes.get())
+            if self._attributes:
+                attrs.update(self._attributes)
+            extra = record.__dict__.keys() - _RESERVED
+            for key in extra:
+                value = record.__dict__[key]
+                attrs[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+            if record.exc_info and record.exc_info[0] is not None:
+                etype, evalue, tb = record.exc_info
+                attrs["exception.type"] = etype.__name__
+                attrs["exception.message"] = str(evalue)
+                attrs["exception.stacktrace"] = "".join(traceback.format_exception(etype, evalue, tb))
+            self._otel_logger(record.name).emit(
+                timestamp=int(record.created * 1e9), observed_timestamp=time.time_ns(),
+                severity_number=severity(record.levelno), severity_text=record.levelname,
+                body=message(record), attributes=attrs)
+            if self._claim:
+                setattr(record, CLAIMED, True)
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # never raise into the caller's logging call; say so once on the real stderr
+        if not getattr(self, "_reported", False):
+            self._reported = True
+            import sys
+            sys.__stderr__.write(f"omegaml-otel: could not bridge a log record of {record.name!r}: "
+                                 f"{traceback.format_exc(limit=2)}\n")
+
+
+class LogBridgeInstrumentor(BaseInstrumentor):
+    """Bridges the root logger, and re-attaches after Celery clears the root handlers (otel-notes §2.6)."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ()
+
+    def _instrument(self, **kwargs):
+        from omegaml_otel.export.providers import telemetry
+
+        self.handler = LogBridge(kwargs.get("level", logging.NOTSET),
+                                 logger_provider=telemetry(kwargs.get("role") or "app").logger_provider)
+        self._attach()
+        try:
+            from celery import signals
+        except ImportError:
+            return
+        signals.after_setup_logger.connect(self._attach, weak=False)
+        signals.after_setup_task_logger.connect(self._attach, weak=False)
+
+    def _attach(self, *args, **kwargs):
+        root = logging.getLogger()
+        if self.handler not in root.handlers:
+            root.addHandler(self.handler)
+
+    def _uninstrument(self, **kwargs):
+        logging.getLogger().removeHandler(self.handler)
+        try:
+            from celery import signals
+        except ImportError:
+            return
+        signals.after_setup_logger.disconnect(self._attach)
+        signals.after_setup_task_logger.disconnect(self._attach)

@@ -1,0 +1,130 @@
+"""``omtel``: run a worker, read and follow logs, ping, and run the demo."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pandas as pd
+
+
+def _worker(args) -> int:
+    from omegaml_otel.runtimes.worker import run_worker
+
+    run_worker(concurrency=args.concurrency, loglevel=args.loglevel, pool=args.pool,
+               max_tasks_per_child=args.max_tasks_per_child)
+    return 0
+
+
+def _logs(args) -> int:
+    import omegaml_otel as om
+
+    filters = {k: v for k, v in (("logger", args.logger), ("level", args.level)) if v}
+    if args.since:
+        filters["since"] = args.since
+    with pd.option_context("display.max_rows", None, "display.max_colwidth", None, "display.width", None):
+        if not args.follow:
+            for line in om.logger.dataset.get(**filters)["text"]:
+                print(line)
+            return 0
+        try:
+            for df in om.logger.dataset.follow(interval=args.interval, **filters):
+                for line in df["text"]:
+                    print(line, flush=True)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def _ping(args) -> int:
+    import omegaml_otel as om
+
+    print(om.runtime.ping(timeout=args.timeout))
+    return 0
+
+
+@contextmanager
+def worker_process(concurrency: int = 2, timeout: float = 30, extra: list[str] | None = None):
+    """A ``omtel worker`` subprocess that answers pings, stopped with a warm shutdown (SIGTERM) on exit."""
+    import omegaml_otel as om
+
+    cmd = [sys.executable, "-m", "omegaml_otel.cli", "worker", f"--concurrency={concurrency}", *(extra or [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                om.runtime.ping(timeout=2)
+                break
+            except TimeoutError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"omtel worker did not start: {proc.stderr.read() if proc.poll() is not None else 'timeout'}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _demo(args) -> int:
+    import omegaml_otel as om
+
+    from omegaml_otel.settings import settings
+
+    print(f"# embedded store: {settings().store_url}")
+    with worker_process(), pd.option_context("display.width", 200, "display.max_colwidth", 50):
+        print("\n>>> om.runtime.mode(logging=True); om.runtime.ping(fox='bar'); om.logger.dataset.get()")
+        om.logger.reset()
+        om.runtime.mode(logging=True)
+        print(om.runtime.ping(fox="bar"))
+        print(om.logger.dataset.get())
+        print("\n>>> logger = om.logger.getLogger('mylogger'); logger.info('some message')")
+        logger = om.logger.getLogger("mylogger")
+        logger.info("some message")
+        print(om.logger.dataset.get(logger="mylogger"))
+        print("\n>>> om.telemetry.spans() (task spans of this run)")
+        time.sleep(0.5)
+        spans = om.telemetry.spans(since="1m")
+        print(spans[["Timestamp", "SpanName", "SpanKind", "ServiceName", "TraceId", "Duration"]].tail(4))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omtel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="run a Celery worker with task logging, print capture and spans")
+    w.add_argument("--concurrency", "-c", type=int, default=None)
+    w.add_argument("--loglevel", "-l", default="INFO")
+    w.add_argument("--pool", "-P", default="prefork")
+    w.add_argument("--max-tasks-per-child", type=int, default=None)
+    w.set_defaults(func=_worker)
+    lg = sub.add_parser("logs", help="print the log dataset (om.logger.dataset) as text; -f follows")
+    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("--logger")
+    lg.add_argument("--level")
+    lg.add_argument("--since", help="e.g. 5m, 2h, 2026-11-26T10:00")
+    lg.add_argument("--interval", type=float, default=0.5)
+    lg.set_defaults(func=_logs)
+    p = sub.add_parser("ping", help="run omegaml.tasks.omega_ping on a worker")
+    p.add_argument("--timeout", type=float, default=10)
+    p.set_defaults(func=_ping)
+    d = sub.add_parser("demo", help="start a worker, run the documented examples, print their DataFrames")
+    d.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TimeoutError, RuntimeError) as exc:
+        print(f"omtel: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compat: omega-ml layouts and APIs (om.logger, and later experiments) over the native store."""

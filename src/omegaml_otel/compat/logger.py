@@ -1,0 +1,330 @@
+"""``om.logger``: omega-ml's simple logger and its log dataset, on OpenTelemetry log records.
+
+Every record of the log dataset is an ordinary OTel log record in ``otel_logs`` that carries
+``omegaml.log.dataset='.omega/logs'``; simple-logger records also carry their own level number
+(``omegaml.levelno``). ``reset()`` does not delete anything: it writes a new ``log init`` record, and the dataset
+shows what came after the latest one. ``dataset.get()`` turns the rows back into omega-ml's documented layout.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from dateutil.tz import tzlocal
+
+from omegaml_otel.capture.context import record_attributes
+from omegaml_otel.capture.logbridge import LogBridge
+from omegaml_otel.compat.levels import PYTHON_LEVELS, SIMPLE_LEVELS, SIMPLE_SEVERITY, simple_level
+from omegaml_otel.compat.timeparse import parse_time
+from omegaml_otel.export.providers import telemetry
+from omegaml_otel.settings import settings
+from omegaml_otel.stores import Cond, MapKey, Store, default_store, schema
+
+LOG_DATASET = ".omega/logs"
+DATASET_ATTR = "omegaml.log.dataset"
+LEVELNO_ATTR = "omegaml.levelno"
+RESET_ATTR = "omegaml.log.reset"
+SYSTEM_LOGGER = "system"
+
+#: simple-logger level in force inside a task run with a logging mode (omega-ml sets it per request)
+task_level: ContextVar[str | None] = ContextVar("omtel_task_level", default=None)
+
+COLUMNS = ["level", "levelno", "logger", "msg", "text", "hostname", "created"]
+_RA, _LA = "ResourceAttributes", "LogAttributes"
+#: compat field -> where it lives in otel_logs (None: derived after reading)
+_FIELDS: dict[str, str | MapKey | None] = {
+    "level": "SeverityText", "levelno": None, "logger": "ScopeName", "msg": "Body", "text": None,
+    "hostname": MapKey(_RA, "host.name"), "created": "Timestamp",
+    "userid": MapKey(_RA, "omegaml.user"), "taskid": MapKey(_LA, "celery.task_id"),
+    "trace_id": "TraceId", "span_id": "SpanId", "service": "ServiceName",
+}
+EXTRA_COLUMNS = ["userid", "taskid", "trace_id", "span_id", "service"]
+_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "startswith")
+
+
+def dataset_attributes(dataset: str = LOG_DATASET) -> dict[str, str]:
+    return {DATASET_ATTR: dataset}
+
+
+class SimpleLogger:
+    """omega-ml's ``OmegaSimpleLogger``: levels QUIET 0 … INFO 4, DEBUG 5; one record per call."""
+
+    levels = SIMPLE_LEVELS
+
+    def __init__(self, name: str = "simple", level: str | None = None, dataset: str = LOG_DATASET):
+        self._name = name
+        self._dataset_name = dataset
+        self._level = simple_level(level or settings().loglevel)
+        self._dataset: LogDataset | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+
+    @property
+    def level(self) -> str:
+        return task_level.get() or self._level
+
+    def setLevel(self, level: str) -> None:
+        self._level = simple_level(level)
+
+    def getLogger(self, name: str, **kwargs) -> SimpleLogger:
+        return SimpleLogger(name, dataset=self._dataset_name, **kwargs)
+
+    def log(self, level: str, message) -> None:
+        level = simple_level(level)
+        if level != "QUIET" and SIMPLE_LEVELS.index(level) > SIMPLE_LEVELS.index(self.level):
+            return
+        if self.level == "QUIET" and level != "QUIET":
+            return
+        self.dataset.ensure()
+        _emit(self._name, level, SIMPLE_LEVELS.index(level), message, self._dataset_name)
+
+    def info(self, message) -> None:
+        self.log("INFO", message)
+
+    def debug(self, message) -> None:
+        self.log("DEBUG", message)
+
+    def warning(self, message) -> None:
+        self.log("WARNING", message)
+
+    def error(self, message) -> None:
+        self.log("ERROR", message)
+
+    def critical(self, message) -> None:
+        self.log("CRITICAL", message)
+
+    def reset(self) -> None:
+        """Start the dataset afresh: earlier records stay in the store but no longer show in ``dataset.get()``."""
+        _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self._dataset_name, reset=True)
+        self.dataset._initialized = True
+
+    @property
+    def dataset(self) -> LogDataset:
+        if self._dataset is None:
+            self._dataset = LogDataset(self._dataset_name)
+        return self._dataset
+
+    @contextmanager
+    def capture(self, logger: logging.Logger | str | None = None, level: str | int | None = None):
+        """Store the records of a Python logger (default: the root logger) in the log dataset while inside."""
+        pylogger = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
+        handler = LogBridge(level or logging.NOTSET, logger_provider=telemetry().logger_provider,
+                            attributes=dataset_attributes(self._dataset_name), claim=True)
+        self.dataset.ensure()
+        pylogger.addHandler(handler)
+        try:
+            yield handler
+        finally:
+            pylogger.removeHandler(handler)
+            flush_outside_task()
+
+    def show(self, latest: int = 20, columns: list[str] | None = None, reverse: bool = False,
+             **filters) -> pd.DataFrame:
+        df = self.dataset.get(**filters).tail(latest)
+        df = df[columns or ["level", "msg", "hostname", "created"]]
+        return df.iloc[::-1] if reverse else df
+
+
+def _emit(name: str, level: str, levelno: int, message, dataset: str, reset: bool = False) -> None:
+    attrs = {**record_attributes.get(), DATASET_ATTR: dataset, LEVELNO_ATTR: levelno}
+    if reset:
+        attrs[RESET_ATTR] = True
+    now = time.time_ns()
+    telemetry().logger_provider.get_logger(name).emit(
+        timestamp=now, observed_timestamp=now, severity_number=SIMPLE_SEVERITY[level], severity_text=level,
+        body=str(message), attributes=attrs)
+    flush_outside_task()
+
+
+def flush_outside_task() -> None:
+    """Outside a task, make a record readable by other processes at once, as omega-ml's direct insert did."""
+    if "celery.task_id" not in record_attributes.get():
+        telemetry().flush_logs()
+
+
+class LogDataset:
+    """The rows of one log dataset in omega-ml's layout."""
+
+    def __init__(self, name: str = LOG_DATASET, store: Store | None = None):
+        self.name = name
+        self._store = store
+        self._initialized = False
+
+    @property
+    def store(self) -> Store:
+        return self._store or default_store()
+
+    def ensure(self) -> None:
+        """Write the ``SYSTEM 999 system 'log init'`` record when the dataset has none yet (embedded store)."""
+        if self._initialized or not settings().uses_store("logs"):
+            return
+        telemetry().flush_logs()
+        found = self.store.logs(conds=[Cond(_LA, "eq", self.name, key=DATASET_ATTR),
+                                       Cond("ScopeName", "eq", SYSTEM_LOGGER)], columns=["Timestamp"], limit=1)
+        if not len(found):
+            _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self.name)
+        self._initialized = True
+
+    def _window_start(self) -> datetime | None:
+        last = self.store.logs(conds=[Cond(_LA, "eq", self.name, key=DATASET_ATTR),
+                                      Cond(_LA, "eq", "true", key=RESET_ATTR)],
+                               columns=["Timestamp"], limit=1, descending=True)
+        return last["Timestamp"].iloc[0] if len(last) else None
+
+    def get(self, filter: dict | None = None, *, since=None, end=None, extra: bool | list[str] = False,
+            **kwargs) -> pd.DataFrame:
+        """Records as a DataFrame with columns ``level, levelno, logger, msg, text, hostname, created``.
+
+        Filters: ``field=value`` or ``field__op=value`` (ops: eq, ne, lt, lte, gt, gte, in, contains, startswith)
+        on those columns and on ``userid, taskid, trace_id, span_id, service``, given as keywords or as
+        ``filter=dict(...)``; ``since``/``end`` bound ``created`` (datetime, timedelta, ISO string or '5h').
+        ``extra=True`` (or a list of names) adds the extra columns.
+        """
+        telemetry().flush_logs()
+        filters = {**(filter or {}), **kwargs}
+        extras = _extra_columns(extra)
+        pushed, post = _parse_filters(filters)
+        start = self._window_start()
+        lower = parse_time(since, name="since") if since is not None else None
+        if start is not None:
+            lower = max(lower, start) if lower is not None else start
+        upper = parse_time(end, name="end", future=True) if end is not None else None
+        select = ["Timestamp", "SeverityText", "SeverityNumber", "ScopeName", "Body",
+                  MapKey(_RA, "host.name"), MapKey(_LA, LEVELNO_ATTR)]
+        select += [_FIELDS[c] for c in extras if _FIELDS[c] not in select]
+        raw = self.store.logs(conds=[Cond(_LA, "eq", self.name, key=DATASET_ATTR), *pushed], columns=select,
+                              since=lower, until=upper)
+        df = to_compat(raw, extras)
+        for field, op, value in post:
+            df = df[_match(df[field], op, value)]
+        return df.reset_index(drop=True)
+
+    def follow(self, interval: float = 0.5, **filters) -> Iterator[pd.DataFrame]:
+        """Yield new records as they arrive (what ``omtel logs -f`` prints)."""
+        since = None
+        while True:
+            df = self.get(since=since, **filters) if since is not None else self.get(**filters)
+            if since is not None:
+                df = df[df["created"] > since]
+            if len(df):
+                since = df["created"].max()
+                yield df
+            time.sleep(interval)
+
+
+def _extra_columns(extra) -> list[str]:
+    if extra is True:
+        return list(EXTRA_COLUMNS)
+    if not extra:
+        return []
+    unknown = [c for c in extra if c not in EXTRA_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown extra column {unknown[0]!r}; extra columns are {', '.join(EXTRA_COLUMNS)}")
+    return list(extra)
+
+
+def _parse_filters(filters: dict) -> tuple[list[Cond], list[tuple[str, str, object]]]:
+    pushed, post = [], []
+    for name, value in filters.items():
+        field, _, op = name.partition("__")
+        op = op or "eq"
+        if field not in _FIELDS:
+            raise ValueError(f"unknown log field {field!r} in filter {name!r}; fields are "
+                             f"{', '.join(_FIELDS)}")
+        if op not in _OPS:
+            raise ValueError(f"unknown operator {op!r} in filter {name!r}; use field__op with op one of "
+                             f"{', '.join(_OPS)}")
+        if op == "in" and (isinstance(value, str) or not hasattr(value, "__iter__")):
+            raise ValueError(f"filter {name!r} needs a list of values, not {value!r}")
+        if field == "level":
+            value = [str(v).upper() for v in value] if op == "in" else str(value).upper()
+        if field == "created":
+            value = [parse_time(v, name=name) for v in value] if op == "in" else parse_time(value, name=name)
+        target = _FIELDS[field]
+        if target is None:
+            post.append((field, op, value))
+        elif isinstance(target, MapKey):
+            pushed.append(Cond(target.column, op, value, key=target.key))
+        else:
+            pushed.append(Cond(target, op, value))
+    return pushed, post
+
+
+def _match(series: pd.Series, op: str, value) -> pd.Series:
+    if op == "in":
+        return series.isin(list(value))
+    if op == "contains":
+        return series.astype(str).str.contains(str(value), regex=False)
+    if op == "startswith":
+        return series.astype(str).str.startswith(str(value))
+    return {"eq": series.__eq__, "ne": series.__ne__, "lt": series.__lt__, "lte": series.__le__,
+            "gt": series.__gt__, "gte": series.__ge__}[op](value)
+
+
+def to_compat(raw: pd.DataFrame, extras: list[str] = ()) -> pd.DataFrame:
+    """otel_logs rows -> omega-ml's log layout (vectorised; this runs over millions of rows)."""
+    created = raw["Timestamp"]
+    level = raw["SeverityText"].astype(object)
+    logger = raw["ScopeName"].astype(object)
+    msg = raw["Body"].astype(object)
+    simple_no = pd.to_numeric(raw[f"{_LA}['{LEVELNO_ATTR}']"], errors="coerce")
+    is_simple = simple_no.notna().to_numpy()
+    python_no = level.map(PYTHON_LEVELS)
+    severity = raw["SeverityNumber"]
+    python_no = python_no.fillna(severity.map(_SEVERITY_TO_PYTHON)).fillna(0)
+    levelno = np.where(is_simple, simple_no.fillna(0), python_no).astype("int64")
+    text = _python_text(created, logger, level, msg)
+    if is_simple.any():
+        simple_text = _utc_text(created[is_simple]) + " " + level[is_simple] + " " + msg[is_simple]
+        text = text.copy()
+        text[is_simple] = simple_text
+        init = levelno == 999
+        text[init] = msg[init]
+    df = pd.DataFrame({"level": level, "levelno": levelno, "logger": logger, "msg": msg, "text": text,
+                       "hostname": raw[f"{_RA}['host.name']"].astype(object), "created": created})
+    df = _drop_repeated_init(df)
+    for c in extras:
+        target = _FIELDS[c]
+        df[c] = raw.loc[df.index, target.label if isinstance(target, MapKey) else target]
+    return df
+
+
+def _drop_repeated_init(df: pd.DataFrame) -> pd.DataFrame:
+    # processes that started the dataset at the same moment each wrote a 'log init'; show the first only
+    init = (df["levelno"] == 999) & (df["logger"] == SYSTEM_LOGGER)
+    if init.sum() > 1:
+        first = init.idxmax()
+        df = df[~init | (df.index == first)]
+    return df
+
+
+_SEVERITY_TO_PYTHON = {1: 10, 5: 10, 9: 20, 13: 30, 17: 40, 21: 50}
+
+
+def _utc_text(created: pd.Series) -> pd.Series:
+    """``str(datetime)`` of naive UTC, as omega-ml's simple logger formats ``created``."""
+    s = np.datetime_as_string(created.to_numpy().astype("datetime64[us]"), unit="us")
+    return pd.Series(np.strings.replace(s, "T", " "), index=created.index).astype(object)
+
+
+def _python_text(created: pd.Series, logger, level, msg) -> pd.Series:
+    """omega-ml's ``'%(asctime)s - %(name)s - %(levelname)s - %(message)s'`` with local-time asctime."""
+    if not len(created):
+        return pd.Series([], dtype=object, index=created.index)
+    local = created.dt.tz_localize("UTC").dt.tz_convert(tzlocal()).dt.tz_localize(None)
+    s = np.datetime_as_string(local.to_numpy().astype("datetime64[ms]"), unit="ms")
+    s = np.strings.replace(np.strings.replace(s, "T", " "), ".", ",")
+    asctime = pd.Series(s, index=created.index).astype(object)
+    return asctime + " - " + logger + " - " + level + " - " + msg

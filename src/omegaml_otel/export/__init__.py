@@ -1,0 +1,1 @@
+"""Export: providers per process, and exporters into the embedded store or OTLP/HTTP."""

@@ -1,0 +1,131 @@
+"""No-loss batching for the embedded store.
+
+The SDK's batch processors drop records once their queue (2048) is full, which a task logging 100,000 records in
+a loop hits at once. ``ExportBuffer`` instead applies back-pressure: when a batch is full the emitting thread
+writes it itself, so nothing is dropped while the store accepts writes. When the store fails, batches are kept for
+the next try up to ``max_queue`` records; only beyond that are the oldest dropped, and every drop is counted and
+reported once on stderr.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk.trace import SpanProcessor
+
+from omegaml_otel import _guard
+
+
+class ExportBuffer:
+    def __init__(self, export: Callable[[list], None], *, name: str, interval: float = 0.2,
+                 max_batch: int = 4096, max_queue: int = 200_000):
+        self._export = export
+        self.name = name
+        self.interval = interval
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.dropped = 0
+        self.last_error: BaseException | None = None
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        # a forked child must not re-export its parent's pending items, nor wait on a lock held at fork time
+        self._items: list[Any] = []
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, item: Any) -> None:
+        with self._lock:
+            self._items.append(item)
+            full = len(self._items) >= self.max_batch
+            start = self._thread is None and not self._closed
+            if start:
+                self._thread = threading.Thread(target=self._run, name=f"omtel-{self.name}-export", daemon=True)
+        if start:
+            self._thread.start()
+        if full:
+            self.flush()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write everything pending; True when the store took it all."""
+        with self._export_lock, _guard.suppressed():
+            while True:
+                with self._lock:
+                    batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
+                if not batch:
+                    return True
+                try:
+                    self._export(batch)
+                except BaseException as exc:  # telemetry must never break the task
+                    self._keep(batch, exc)
+                    return False
+
+    def _keep(self, batch: list, exc: BaseException) -> None:
+        with self._lock:
+            self._items[:0] = batch
+            excess = len(self._items) - self.max_queue
+            if excess > 0:
+                del self._items[:excess]
+                self.dropped += excess
+        first = self.last_error is None
+        self.last_error = exc
+        if first:
+            sys.__stderr__.write(f"omegaml-otel: cannot export {self.name} ({exc}); keeping up to "
+                                 f"{self.max_queue} records for a retry\n")
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def shutdown(self) -> None:
+        self.flush()
+        self._closed = True
+        self._wake.set()
+        lost = self.pending() + self.dropped
+        if lost:
+            sys.__stderr__.write(f"omegaml-otel: {lost} {self.name} records could not be stored: {self.last_error}\n")
+
+
+class BufferedLogProcessor(LogRecordProcessor):
+    def __init__(self, buffer: ExportBuffer):
+        self.buffer = buffer
+
+    def on_emit(self, log_record) -> None:
+        self.buffer.add(log_record)
+
+    def shutdown(self) -> None:
+        self.buffer.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.buffer.flush()
+
+
+class BufferedSpanProcessor(SpanProcessor):
+    def __init__(self, buffer: ExportBuffer):
+        self.buffer = buffer
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span) -> None:
+        self.buffer.add(span)
+
+    def shutdown(self) -> None:
+        self.buffer.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.buffer.flush()

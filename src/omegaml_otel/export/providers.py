@@ -1,0 +1,137 @@
+"""Per-process tracer, logger and meter providers, exporting where the settings say.
+
+``telemetry()`` is idempotent per process. When another party (``opentelemetry-distro``, the user's own code) has
+already installed SDK providers, they are used as they are and only our capture is added to them. Forked children
+keep the providers (SDK 1.45 is fork-aware) and our buffers reset themselves at fork.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from omegaml_otel.export.buffer import BufferedLogProcessor, BufferedSpanProcessor, ExportBuffer
+from omegaml_otel.export.store import StoreMetricExporter, StoreWriter
+from omegaml_otel.settings import STORE_EXPORTER, Settings, settings
+
+_OTLP = ("otlp", "otlp_proto_http")
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: trace.TracerProvider
+    logger_provider: _logs.LoggerProvider
+    meter_provider: metrics.MeterProvider
+    buffers: list[ExportBuffer] = field(default_factory=list)
+    owned: bool = True
+
+    def flush_logs(self) -> None:
+        """Make every log record emitted so far readable in the store (called before a task result is sent)."""
+        flush = getattr(self.logger_provider, "force_flush", None)
+        if flush is not None:
+            flush()
+
+    def flush(self) -> None:
+        for provider in (self.logger_provider, self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is not None:
+                flush()
+
+    def shutdown(self) -> None:
+        self.flush()
+        for buffer in self.buffers:
+            buffer.shutdown()
+
+
+_telemetry: Telemetry | None = None
+_lock = threading.Lock()
+
+
+def resource(cfg: Settings, role: str) -> Resource:
+    return Resource.create({
+        "service.name": cfg.service_name or f"omegaml-{role}",
+        "host.name": cfg.hostname,
+        "omegaml.user": cfg.userid,
+        "process.pid": os.getpid(),
+    })
+
+
+def telemetry(role: str = "client") -> Telemetry:
+    """The process's providers, created on first use."""
+    global _telemetry
+    if _telemetry is not None:
+        return _telemetry
+    with _lock:
+        if _telemetry is None:
+            _telemetry = _build(settings(), role)
+    return _telemetry
+
+
+def current() -> Telemetry | None:
+    return _telemetry
+
+
+def _is_sdk(provider) -> bool:
+    return isinstance(provider, (TracerProvider, LoggerProvider, MeterProvider))
+
+
+def _build(cfg: Settings, role: str) -> Telemetry:
+    existing = (trace.get_tracer_provider(), _logs.get_logger_provider(), metrics.get_meter_provider())
+    if all(_is_sdk(p) for p in existing):
+        return Telemetry(*existing, owned=False)
+    res = resource(cfg, role)
+    writer = StoreWriter(cfg.store_url)
+    buffers: list[ExportBuffer] = []
+
+    def buffer(name, export):
+        b = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
+        buffers.append(b)
+        return b
+
+    tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
+    if tp is not existing[0]:
+        for name in cfg.exporters["traces"]:
+            if name == STORE_EXPORTER:
+                tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans)))
+            elif name in _OTLP:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+                tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            elif name == "console":
+                tp.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        trace.set_tracer_provider(tp)
+
+    lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
+    if lp is not existing[1]:
+        for name in cfg.exporters["logs"]:
+            if name == STORE_EXPORTER:
+                lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs)))
+            elif name in _OTLP:
+                from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+                lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+            elif name == "console":
+                lp.add_log_record_processor(BatchLogRecordProcessor(ConsoleLogRecordExporter()))
+        _logs.set_logger_provider(lp)
+
+    mp = existing[2]
+    if not _is_sdk(mp):
+        readers = []
+        for name in cfg.exporters["metrics"]:
+            if name == STORE_EXPORTER:
+                readers.append(PeriodicExportingMetricReader(StoreMetricExporter(writer)))
+            elif name in _OTLP:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+                readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+            elif name == "console":
+                readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        mp = MeterProvider(resource=res, metric_readers=readers)
+        metrics.set_meter_provider(mp)
+    return Telemetry(tp, lp, mp, buffers)

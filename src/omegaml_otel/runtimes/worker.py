@@ -1,0 +1,47 @@
+"""``omtel worker``: a Celery worker with this package's capture installed before the pool forks."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from celery import signals
+
+from omegaml_otel.settings import settings
+
+CONSOLE_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+
+
+def _setup_logging(loglevel=None, **kwargs):
+    """Connected to Celery's ``setup_logging``: Celery then neither clears root handlers nor redirects stdout,
+    and we install a console handler, the log bridge and the stream bridge ourselves."""
+    from omegaml_otel.capture.celery import CeleryInstrumentor
+    from omegaml_otel.capture.logbridge import LogBridgeInstrumentor
+    from omegaml_otel.capture.streams import StreamInstrumentor
+
+    root = logging.getLogger()
+    console = logging.StreamHandler(sys.__stderr__)
+    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    root.addHandler(console)
+    root.setLevel(loglevel or logging.INFO)
+    LogBridgeInstrumentor().instrument(role="worker")
+    StreamInstrumentor().instrument(role="worker")
+    CeleryInstrumentor().instrument(role="worker")
+
+
+def worker_argv(concurrency: int | None = None, loglevel: str = "INFO", pool: str = "prefork",
+                max_tasks_per_child: int | None = None, hostname: str | None = None,
+                extra: list[str] | None = None) -> list[str]:
+    cfg = settings()
+    argv = ["worker", f"--concurrency={concurrency or cfg.worker_concurrency}", f"--loglevel={loglevel}",
+            f"--pool={pool}", f"--hostname={hostname or 'omtel@' + cfg.hostname}", "-Q", "omegaml",
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if max_tasks_per_child:
+        argv.append(f"--max-tasks-per-child={max_tasks_per_child}")
+    return argv + list(extra or [])
+
+
+def run_worker(**kwargs) -> None:
+    from omegaml_otel.runtimes.app import celery_app
+
+    signals.setup_logging.connect(_setup_logging, weak=False)
+    celery_app().worker_main(worker_argv(**kwargs))

@@ -1,0 +1,122 @@
+"""The one place that reads configuration.
+
+Every ``OMTEL_*`` setting and the standard ``OTEL_*`` exporter variables this package acts on are read here,
+once per process (``settings()`` caches), so that a worker child, a client and the CLI agree on where data goes.
+``reset_settings()`` exists for tests and for the CLI, which may change the environment before first use.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+#: exporter name meaning "write into the embedded store" (usable in OTEL_*_EXPORTER lists next to otlp/console)
+STORE_EXPORTER = "omtel"
+_SIGNALS = ("traces", "logs", "metrics")
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value this package cannot use; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    store_url: str
+    broker_url: str
+    result_backend: str
+    loglevel: str
+    hostname: str
+    userid: str
+    service_name: str | None
+    #: exporters per signal, e.g. {"logs": ("omtel",), "traces": ("otlp",)}
+    exporters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    otlp_protocol: str = "http/protobuf"
+    flush_interval: float = 0.2
+    max_queue: int = 200_000
+    broker_polling: float = 0.01
+    worker_concurrency: int = 2
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def embedded_store_path(self) -> Path:
+        return self.home / "telemetry.sqlite"
+
+    def uses_store(self, signal: str) -> bool:
+        return STORE_EXPORTER in self.exporters.get(signal, ())
+
+
+def _exporters(env: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    known = {STORE_EXPORTER, "otlp", "otlp_proto_http", "console", "none"}
+    out = {}
+    for signal in _SIGNALS:
+        var = f"OTEL_{signal.upper()}_EXPORTER"
+        names = tuple(n.strip() for n in env.get(var, STORE_EXPORTER).split(",") if n.strip())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigurationError(
+                f"{var}={env[var]!r}: unknown exporter {unknown[0]!r}; use a comma list of "
+                f"{', '.join(sorted(known))} ({STORE_EXPORTER!r} = the embedded store)")
+        out[signal] = tuple(n for n in names if n != "none")
+    return out
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    try:
+        return float(env.get(name, default))
+    except ValueError:
+        raise ConfigurationError(f"{name}={env[name]!r} is not a number; unset it or give seconds, e.g. 0.2") from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    env = dict(os.environ)
+    home = Path(env.get("OMTEL_HOME") or Path.home() / ".omegaml-otel").expanduser().absolute()
+    store_url = env.get("OMTEL_STORE") or f"sqlite:///{home / 'telemetry.sqlite'}"
+    broker_url = env.get("OMTEL_BROKER") or "filesystem://"
+    default_backend = f"file://{home / 'results'}" if broker_url == "filesystem://" else _backend_for(broker_url)
+    protocol = env.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
+    if protocol != "http/protobuf":
+        raise ConfigurationError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported by omegaml-otel (gRPC exporters are not "
+            "fork-safe under Celery prefork); set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+    loglevel = env.get("OMTEL_LOGLEVEL", "INFO").upper()
+    return Settings(
+        home=home,
+        store_url=store_url,
+        broker_url=broker_url,
+        result_backend=env.get("OMTEL_RESULT_BACKEND") or default_backend,
+        loglevel=loglevel,
+        hostname=env.get("HOSTNAME") or platform.node(),
+        userid=env.get("OMTEL_USERID") or _user(),
+        service_name=env.get("OTEL_SERVICE_NAME"),
+        exporters=_exporters(env),
+        otlp_protocol=protocol,
+        flush_interval=_float(env, "OMTEL_FLUSH_INTERVAL", 0.2),
+        max_queue=int(_float(env, "OMTEL_MAX_QUEUE", 200_000)),
+        broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
+        worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
+    )
+
+
+def _backend_for(broker_url: str) -> str:
+    if broker_url.startswith("redis"):
+        return broker_url
+    return "rpc://"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return str(os.getuid())
+
+
+def reset_settings() -> None:
+    settings.cache_clear()

@@ -1,0 +1,59 @@
+"""The logical schema: the OpenTelemetry collector ClickHouse exporter's tables and column names.
+
+Both engines store exactly these columns so a user's SQL, Grafana panels and our readers agree. Kinds say how a
+column is held: ``time`` (ns since epoch; DateTime64(9) in ClickHouse), ``map`` (string->string attribute map;
+JSON text in SQLite), ``list`` (Nested/Array columns; JSON text in SQLite).
+"""
+from __future__ import annotations
+
+LOGS = "otel_logs"
+TRACES = "otel_traces"
+GAUGE = "otel_metrics_gauge"
+SUM = "otel_metrics_sum"
+HISTOGRAM = "otel_metrics_histogram"
+
+_METRIC_COMMON = [
+    ("ResourceAttributes", "map"), ("ResourceSchemaUrl", "str"), ("ScopeName", "str"), ("ScopeVersion", "str"),
+    ("ScopeAttributes", "map"), ("ScopeDroppedAttrCount", "int"), ("ScopeSchemaUrl", "str"), ("ServiceName", "str"),
+    ("MetricName", "str"), ("MetricDescription", "str"), ("MetricUnit", "str"), ("Attributes", "map"),
+    ("StartTimeUnix", "time"), ("TimeUnix", "time"),
+]
+
+TABLES: dict[str, list[tuple[str, str]]] = {
+    LOGS: [
+        ("Timestamp", "time"), ("TraceId", "str"), ("SpanId", "str"), ("TraceFlags", "int"),
+        ("SeverityText", "str"), ("SeverityNumber", "int"), ("ServiceName", "str"), ("Body", "str"),
+        ("ResourceSchemaUrl", "str"), ("ResourceAttributes", "map"), ("ScopeSchemaUrl", "str"),
+        ("ScopeName", "str"), ("ScopeVersion", "str"), ("ScopeAttributes", "map"), ("LogAttributes", "map"),
+        ("EventName", "str"),
+    ],
+    TRACES: [
+        ("Timestamp", "time"), ("TraceId", "str"), ("SpanId", "str"), ("ParentSpanId", "str"),
+        ("TraceState", "str"), ("SpanName", "str"), ("SpanKind", "str"), ("ServiceName", "str"),
+        ("ResourceAttributes", "map"), ("ScopeName", "str"), ("ScopeVersion", "str"), ("SpanAttributes", "map"),
+        ("Duration", "int"), ("StatusCode", "str"), ("StatusMessage", "str"),
+        ("Events.Timestamp", "list"), ("Events.Name", "list"), ("Events.Attributes", "list"),
+        ("Links.TraceId", "list"), ("Links.SpanId", "list"), ("Links.TraceState", "list"),
+        ("Links.Attributes", "list"),
+    ],
+    GAUGE: _METRIC_COMMON + [("Value", "float"), ("Flags", "int")],
+    SUM: _METRIC_COMMON + [("Value", "float"), ("Flags", "int"), ("AggregationTemporality", "int"),
+                           ("IsMonotonic", "int")],
+    HISTOGRAM: _METRIC_COMMON + [("Count", "int"), ("Sum", "float"), ("BucketCounts", "list"),
+                                 ("ExplicitBounds", "list"), ("Min", "float"), ("Max", "float"), ("Flags", "int"),
+                                 ("AggregationTemporality", "int")],
+}
+
+#: the column that orders and time-filters each table
+TIME_COLUMN = {LOGS: "Timestamp", TRACES: "Timestamp", GAUGE: "TimeUnix", SUM: "TimeUnix", HISTOGRAM: "TimeUnix"}
+
+
+def columns(table: str) -> list[str]:
+    return [name for name, _ in TABLES[table]]
+
+
+def kind(table: str, column: str) -> str:
+    for name, k in TABLES[table]:
+        if name == column:
+            return k
+    raise KeyError(column)
