@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import pandas as pd
 
@@ -47,39 +43,14 @@ def _ping(args) -> int:
     return 0
 
 
-@contextmanager
-def worker_process(concurrency: int = 2, timeout: float = 30, extra: list[str] | None = None):
-    """A ``omtel worker`` subprocess that answers pings, stopped with a warm shutdown (SIGTERM) on exit."""
-    import omegaml_otel as om
-
-    cmd = [sys.executable, "-m", "omegaml_otel.cli", "worker", f"--concurrency={concurrency}", *(extra or [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                om.runtime.ping(timeout=2)
-                break
-            except TimeoutError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"omtel worker did not start: {proc.stderr.read() if proc.poll() is not None else 'timeout'}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _demo(args) -> int:
     import omegaml_otel as om
 
     from omegaml_otel.settings import settings
 
     print(f"# embedded store: {settings().store_url}")
+    from omegaml_otel.runtimes.worker import worker_process
+
     with worker_process(), pd.option_context("display.width", 200, "display.max_colwidth", 50):
         print("\n>>> om.runtime.mode(logging=True); om.runtime.ping(fox='bar'); om.logger.dataset.get()")
         om.logger.reset()

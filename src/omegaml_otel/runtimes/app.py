@@ -21,6 +21,7 @@ def celery_config(cfg: Settings) -> dict:
         worker_hijack_root_logger=False,
         task_default_queue="omegaml",
         result_expires=3600,
+        imports=cfg.imports,
     )
     if cfg.broker_url == "filesystem://":
         folder = cfg.broker_folder

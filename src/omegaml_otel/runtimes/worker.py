@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
 import sys
+import time
+from contextlib import contextmanager
 
 from celery import signals
 
@@ -45,3 +49,36 @@ def run_worker(**kwargs) -> None:
 
     signals.setup_logging.connect(_setup_logging, weak=False)
     celery_app().worker_main(worker_argv(**kwargs))
+
+
+@contextmanager
+def worker_process(concurrency: int = 2, timeout: float = 30, extra: list[str] | None = None,
+                   env: dict | None = None, stderr=None):
+    """An ``omtel worker`` subprocess that answers pings, stopped with a warm shutdown (SIGTERM) on exit.
+
+    ``env`` replaces the environment of the worker (same OMTEL_* as this process by default); ``stderr`` is
+    where its console output goes (a file object; default: discarded).
+    """
+    import omegaml_otel as om
+
+    cmd = [sys.executable, "-m", "omegaml_otel.cli", "worker", f"--concurrency={concurrency}", *(extra or [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                om.runtime.ping(timeout=2)
+                break
+            except TimeoutError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"omtel worker did not answer a ping within {timeout}s "
+                                       f"(exit code {proc.poll()}); run `omtel worker` by hand to see why")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
