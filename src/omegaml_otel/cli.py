@@ -12,7 +12,7 @@ def _worker(args) -> int:
     from omegaml_otel.runtimes.worker import run_worker
 
     run_worker(concurrency=args.concurrency, loglevel=args.loglevel, pool=args.pool,
-               max_tasks_per_child=args.max_tasks_per_child)
+               max_tasks_per_child=args.max_tasks_per_child, queues=args.queues)
     return 0
 
 
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--loglevel", "-l", default="INFO")
     w.add_argument("--pool", "-P", default="prefork")
     w.add_argument("--max-tasks-per-child", type=int, default=None)
+    w.add_argument("--queues", "-Q", default="omegaml", help="comma list of queues to consume (default omegaml)")
     w.set_defaults(func=_worker)
     lg = sub.add_parser("logs", help="print the log dataset (om.logger.dataset) as text; -f follows")
     lg.add_argument("-f", "--follow", action="store_true")

@@ -33,11 +33,12 @@ def _setup_logging(loglevel=None, **kwargs):
 
 
 def worker_argv(concurrency: int | None = None, loglevel: str = "INFO", pool: str = "prefork",
-                max_tasks_per_child: int | None = None, hostname: str | None = None,
+                max_tasks_per_child: int | None = None, hostname: str | None = None, queues: str = "omegaml",
                 extra: list[str] | None = None) -> list[str]:
     cfg = settings()
+    node = "omtel" if queues == "omegaml" else f"omtel-{queues.replace(',', '-')}"
     argv = ["worker", f"--concurrency={concurrency or cfg.worker_concurrency}", f"--loglevel={loglevel}",
-            f"--pool={pool}", f"--hostname={hostname or 'omtel@' + cfg.hostname}", "-Q", "omegaml",
+            f"--pool={pool}", f"--hostname={hostname or node + '@' + cfg.hostname}", "-Q", queues,
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if max_tasks_per_child:
         argv.append(f"--max-tasks-per-child={max_tasks_per_child}")
@@ -53,21 +54,24 @@ def run_worker(**kwargs) -> None:
 
 @contextmanager
 def worker_process(concurrency: int = 2, timeout: float = 30, extra: list[str] | None = None,
-                   env: dict | None = None, stderr=None):
+                   env: dict | None = None, stderr=None, queue: str = "omegaml"):
     """An ``omtel worker`` subprocess that answers pings, stopped with a warm shutdown (SIGTERM) on exit.
 
     ``env`` replaces the environment of the worker (same OMTEL_* as this process by default); ``stderr`` is
-    where its console output goes (a file object; default: discarded).
+    where its console output goes (a file object; default: discarded). ``queue`` is the one queue it consumes.
     """
     import omegaml_otel as om
 
-    cmd = [sys.executable, "-m", "omegaml_otel.cli", "worker", f"--concurrency={concurrency}", *(extra or [])]
+    from omegaml_otel.runtimes.client import wait_for
+
+    cmd = [sys.executable, "-m", "omegaml_otel.cli", "worker", f"--concurrency={concurrency}", f"--queues={queue}",
+           *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                om.runtime.ping(timeout=2)
+                wait_for(om.runtime.task("omegaml.tasks.omega_ping").apply_async(queue=queue), timeout=2)
                 break
             except TimeoutError:
                 if proc.poll() is not None or time.monotonic() > deadline:

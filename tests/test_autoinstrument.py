@@ -1,0 +1,122 @@
+"""``opentelemetry-instrument celery -A <their app> worker`` with only omegaml-otel installed."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from omegaml_otel.stores.sqlite import SqliteStore
+from omegaml_otel.stores import Cond, schema
+
+pytestmark = pytest.mark.slow
+APP = Path(__file__).parent / "autoapp"
+BIN = Path(sys.executable).parent
+
+
+def _env(tmp_path: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMTEL_", "OTEL_"))}
+    env.update(PYTHONPATH=str(APP), USERAPP_FOLDER=str(tmp_path / "broker"), OMTEL_HOME=str(tmp_path / "home"),
+               OTEL_SERVICE_NAME="userapp", **extra)
+    return env
+
+
+def _run_app(tmp_path: Path, env: dict) -> list[str]:
+    instrument = str(BIN / "opentelemetry-instrument")
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([instrument, str(BIN / "celery"), "-A", "userapp", "worker", "--pool=prefork",
+                               "--concurrency=2", "--loglevel=INFO"], env=env, stdout=log, stderr=log)
+    try:
+        client = subprocess.run([instrument, sys.executable, str(APP / "client.py")], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert client.returncode == 0, client.stderr
+        return client.stdout.split()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        log.close()
+
+
+def test_entry_points_are_registered():
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group="opentelemetry_instrumentor")}
+    assert {"omegaml_otel_celery", "omegaml_otel_logging", "omegaml_otel_stdout"} <= names
+    assert shutil.which("opentelemetry-instrument", path=str(BIN))
+
+
+def test_their_app_into_the_embedded_store(tmp_path):
+    env = _env(tmp_path)
+    ids = _run_app(tmp_path, env)
+    assert len(ids) == 3
+    store = SqliteStore(tmp_path / "home" / "telemetry.sqlite", create=False)
+    for i, task_id in enumerate(ids):
+        logs = store.logs(conds=[Cond("LogAttributes", "eq", task_id, key="celery.task_id")])
+        by_scope = {scope: body for scope, body in zip(logs.ScopeName, logs.Body)}
+        assert by_scope["userapp.tasks"] == f"adding {i} and 10"
+        assert by_scope["stdout"] == f"sum is {i + 10}"
+        # stored once: Celery's own redirect of print must not produce a second record
+        assert "celery.redirected" not in by_scope
+        spans = store.spans(conds=[Cond("SpanAttributes", "eq", task_id, key="messaging.message.id")])
+        assert sorted(spans.SpanKind) == ["Consumer", "Producer"]
+        assert spans.TraceId.nunique() == 1
+        assert set(logs.TraceId) == set(spans.TraceId)
+        assert set(spans.ServiceName) == {"userapp"}
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: dict[str, list[bytes]] = {}
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self.received.setdefault(self.path, []).append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_their_app_to_an_otlp_endpoint(tmp_path):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = _env(tmp_path, OTEL_TRACES_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp", OTEL_METRICS_EXPORTER="none",
+                   OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                   OTEL_BLRP_SCHEDULE_DELAY="100", OTEL_BSP_SCHEDULE_DELAY="100")
+        ids = _run_app(tmp_path, env)
+        time.sleep(0.5)
+    finally:
+        server.shutdown()
+    bodies, task_ids = [], set()
+    for raw in _Collector.received.get("/v1/logs", []):
+        req = ExportLogsServiceRequest.FromString(raw)
+        for rl in req.resource_logs:
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    bodies.append(rec.body.string_value)
+                    task_ids |= {a.value.string_value for a in rec.attributes if a.key == "celery.task_id"}
+    assert {f"sum is {i + 10}" for i in range(3)} <= set(bodies)
+    assert set(ids) <= task_ids
+    span_names = set()
+    for raw in _Collector.received.get("/v1/traces", []):
+        for rs in ExportTraceServiceRequest.FromString(raw).resource_spans:
+            for ss in rs.scope_spans:
+                span_names |= {s.name for s in ss.spans}
+    assert {"run/userapp.add", "apply_async/userapp.add"} <= span_names
+    # nothing went to the embedded store
+    assert not (tmp_path / "home" / "telemetry.sqlite").exists()
