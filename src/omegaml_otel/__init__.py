@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from omegaml_otel import telemetry
+    from omegaml_otel import telemetry as telemetry
     from omegaml_otel.compat.logger import SimpleLogger
     from omegaml_otel.runtimes.client import Runtime
 

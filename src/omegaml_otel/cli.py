@@ -45,7 +45,6 @@ def _ping(args) -> int:
 
 def _demo(args) -> int:
     import omegaml_otel as om
-
     from omegaml_otel.settings import settings
 
     print(f"# embedded store: {settings().store_url}")

@@ -8,15 +8,14 @@ omega-ml's logging mode, lines are instead logged to the selected Python logger 
 from __future__ import annotations
 
 import io
-import os
 import logging
+import os
 import sys
 import threading
 import time
+from collections.abc import Collection
 from contextlib import contextmanager
 from contextvars import ContextVar
-
-from collections.abc import Collection
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor

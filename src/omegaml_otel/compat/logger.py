@@ -24,7 +24,7 @@ from omegaml_otel.compat.levels import PYTHON_LEVELS, SIMPLE_LEVELS, SIMPLE_SEVE
 from omegaml_otel.compat.timeparse import parse_time
 from omegaml_otel.export.providers import telemetry
 from omegaml_otel.settings import settings
-from omegaml_otel.stores import Cond, MapKey, Store, default_store, schema
+from omegaml_otel.stores import Cond, MapKey, Store, default_store
 
 LOG_DATASET = ".omega/logs"
 DATASET_ATTR = "omegaml.log.dataset"
@@ -171,14 +171,15 @@ class LogDataset:
         if self._initialized or not settings().uses_store("logs"):
             return
         telemetry().flush_logs()
-        found = self.store.logs(conds=[Cond(_LA, "eq", self.name, key=DATASET_ATTR),
-                                       Cond("ScopeName", "eq", SYSTEM_LOGGER)], columns=["Timestamp"], limit=1)
+        found = self.store.logs(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),
+                                       Cond(_LA, "eq", self.name, key=DATASET_ATTR)], columns=["Timestamp"], limit=1)
         if not len(found):
             _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self.name)
         self._initialized = True
 
     def _window_start(self) -> datetime | None:
-        last = self.store.logs(conds=[Cond(_LA, "eq", self.name, key=DATASET_ATTR),
+        last = self.store.logs(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),  # indexed: cheap on big stores
+                                      Cond(_LA, "eq", self.name, key=DATASET_ATTR),
                                       Cond(_LA, "eq", "true", key=RESET_ATTR)],
                                columns=["Timestamp"], limit=1, descending=True)
         return last["Timestamp"].iloc[0] if len(last) else None

@@ -115,10 +115,10 @@ def span_rows(spans: Iterable) -> list[tuple]:
             _STATUS.get(span.status.status_code, "Unset"), text(span.status.description or ""),
             json.dumps([e.timestamp for e in events]), json.dumps([e.name for e in events]),
             "[" + ",".join(attributes_json(e.attributes) for e in events) + "]",
-            json.dumps([_hex(l.context.trace_id, 32) for l in links]),
-            json.dumps([_hex(l.context.span_id, 16) for l in links]),
-            json.dumps([l.context.trace_state.to_header() if l.context.trace_state else "" for l in links]),
-            "[" + ",".join(attributes_json(l.attributes) for l in links) + "]",
+            json.dumps([_hex(link.context.trace_id, 32) for link in links]),
+            json.dumps([_hex(link.context.span_id, 16) for link in links]),
+            json.dumps([link.context.trace_state.to_header() if link.context.trace_state else "" for link in links]),
+            "[" + ",".join(attributes_json(link.attributes) for link in links) + "]",
         ))
     return rows
 

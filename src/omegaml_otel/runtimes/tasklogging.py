@@ -10,11 +10,13 @@ import logging
 import traceback
 from contextlib import contextmanager
 
+import omegaml_otel
 from omegaml_otel.capture import streams
 from omegaml_otel.capture.logbridge import LogBridge
 from omegaml_otel.compat.levels import PYTHON_LEVELS
-from omegaml_otel.compat.logger import LogDataset, dataset_attributes, task_level
+from omegaml_otel.compat.logger import dataset_attributes, task_level
 from omegaml_otel.export.providers import telemetry
+
 
 def _handlers_lock():
     return logging._lock  # the lock logging itself takes around handler list changes
@@ -65,7 +67,7 @@ def task_logging(spec):
     # first in line, so that it claims the record before a general bridge on the same logger stores it again
     with _handlers_lock():
         pylogger.handlers.insert(0, handler)
-    LogDataset().ensure()
+    omegaml_otel.logger.dataset.ensure()
     level_token = task_level.set(_simple(level))
     redirect_token = streams.redirect.set((pylogger, levelno))
     try:

@@ -61,7 +61,6 @@ def worker_process(concurrency: int = 2, timeout: float = 30, extra: list[str] |
     where its console output goes (a file object; default: discarded). ``queue`` is the one queue it consumes.
     """
     import omegaml_otel as om
-
     from omegaml_otel.runtimes.client import wait_for
 
     cmd = [sys.executable, "-m", "omegaml_otel.cli", "worker", f"--concurrency={concurrency}", f"--queues={queue}",
