@@ -120,3 +120,26 @@ def test_their_app_to_an_otlp_endpoint(tmp_path):
     assert {"run/userapp.add", "apply_async/userapp.add"} <= span_names
     # nothing went to the embedded store
     assert not (tmp_path / "home" / "telemetry.sqlite").exists()
+
+
+def test_collector_down_does_not_break_tasks(tmp_path):
+    """OTLP endpoint that refuses connections: tasks still run, and the exporter's own complaints are not fed
+    back into the log pipeline (no recursion, no endless export loop)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _env(tmp_path, OTEL_TRACES_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp", OTEL_METRICS_EXPORTER="none",
+               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}", OTEL_EXPORTER_OTLP_TIMEOUT="1",
+               OTEL_BLRP_SCHEDULE_DELAY="100", OTEL_BSP_SCHEDULE_DELAY="100")
+    started = time.monotonic()
+    ids = _run_app(tmp_path, env)
+    assert len(ids) == 3
+    assert time.monotonic() - started < 60
+    log = (tmp_path / "worker.log").read_text()
+    assert "RecursionError" not in log
+    assert "sum is 10" in log  # print output still reaches the console
+    import re
+    runtimes = [float(t) for t in re.findall(r"succeeded in ([0-9.e-]+)s", log)]
+    assert len(runtimes) == 3 and max(runtimes) < 0.5, runtimes  # no task waits for the absent collector

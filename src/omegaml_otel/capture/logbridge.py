@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._logs._internal import std_to_otel
 
 from omegaml_otel import _guard
@@ -59,6 +60,8 @@ class LogBridge(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # skip before taking the handler lock: cheap for records another bridge already stored
         if _guard.active() or getattr(record, CLAIMED, False) or record.name.startswith("opentelemetry"):
+            return False
+        if not is_instrumentation_enabled():  # an SDK exporter thread is exporting (e.g. urllib3 retry warnings)
             return False
         return super().handle(record)
 

@@ -31,14 +31,16 @@ class Telemetry:
     tracer_provider: trace.TracerProvider
     logger_provider: _logs.LoggerProvider
     meter_provider: metrics.MeterProvider
-    buffers: list[ExportBuffer] = field(default_factory=list)
+    buffers: dict[str, ExportBuffer] = field(default_factory=dict)
     owned: bool = True
 
     def flush_logs(self) -> None:
-        """Make every log record emitted so far readable in the store (called before a task result is sent)."""
-        flush = getattr(self.logger_provider, "force_flush", None)
-        if flush is not None:
-            flush()
+        """Make every log record emitted so far readable in the embedded store (called before a task result is
+        sent). OTLP exporters are left to their batch schedule: a slow or absent collector must not hold up a
+        task, so the collector path has a read-after-write delay instead."""
+        buffer = self.buffers.get("logs")
+        if buffer is not None:
+            buffer.flush()
 
     def flush(self) -> None:
         for provider in (self.logger_provider, self.tracer_provider, self.meter_provider):
@@ -48,7 +50,7 @@ class Telemetry:
 
     def shutdown(self) -> None:
         self.flush()
-        for buffer in self.buffers:
+        for buffer in self.buffers.values():
             buffer.shutdown()
 
 
@@ -90,11 +92,10 @@ def _build(cfg: Settings, role: str) -> Telemetry:
         return Telemetry(*existing, owned=False)
     res = resource(cfg, role)
     writer = StoreWriter(cfg.store_url)
-    buffers: list[ExportBuffer] = []
+    buffers: dict[str, ExportBuffer] = {}
 
     def buffer(name, export):
-        b = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
-        buffers.append(b)
+        b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
         return b
 
     tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
