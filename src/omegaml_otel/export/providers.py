@@ -6,6 +6,7 @@ keep the providers (SDK 1.45 is fork-aware) and our buffers reset themselves at 
 """
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +25,21 @@ from omegaml_otel.export.store import StoreMetricExporter, StoreWriter
 from omegaml_otel.settings import STORE_EXPORTER, Settings, settings
 
 _OTLP = ("otlp", "otlp_proto_http")
+_OTLP_EXPORTERS = {
+    "traces": ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    "logs": ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    "metrics": ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+}
+_CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter,
+                      "metrics": ConsoleMetricExporter}
+
+
+def _exporter(signal: str, name: str):
+    """An OTLP/HTTP or console exporter; OTLP exporters read their OTEL_EXPORTER_OTLP_* settings themselves."""
+    if name in _OTLP:
+        module, cls = _OTLP_EXPORTERS[signal]
+        return getattr(importlib.import_module(module), cls)()
+    return _CONSOLE_EXPORTERS[signal]()
 
 
 @dataclass
@@ -101,38 +117,22 @@ def _build(cfg: Settings, role: str) -> Telemetry:
     tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
     if tp is not existing[0]:
         for name in cfg.exporters["traces"]:
-            if name == STORE_EXPORTER:
-                tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans)))
-            elif name in _OTLP:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-                tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-            elif name == "console":
-                tp.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+            tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans)) if name == STORE_EXPORTER
+                                  else BatchSpanProcessor(_exporter("traces", name)))
         trace.set_tracer_provider(tp)
 
     lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
     if lp is not existing[1]:
         for name in cfg.exporters["logs"]:
-            if name == STORE_EXPORTER:
-                lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs)))
-            elif name in _OTLP:
-                from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-                lp.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
-            elif name == "console":
-                lp.add_log_record_processor(BatchLogRecordProcessor(ConsoleLogRecordExporter()))
+            lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs)) if name == STORE_EXPORTER
+                                        else BatchLogRecordProcessor(_exporter("logs", name)))
         _logs.set_logger_provider(lp)
 
     mp = existing[2]
     if not _is_sdk(mp):
-        readers = []
-        for name in cfg.exporters["metrics"]:
-            if name == STORE_EXPORTER:
-                readers.append(PeriodicExportingMetricReader(StoreMetricExporter(writer)))
-            elif name in _OTLP:
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-                readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-            elif name == "console":
-                readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        readers = [PeriodicExportingMetricReader(StoreMetricExporter(writer) if name == STORE_EXPORTER
+                                                 else _exporter("metrics", name))
+                   for name in cfg.exporters["metrics"]]
         mp = MeterProvider(resource=res, metric_readers=readers)
         metrics.set_meter_provider(mp)
     return Telemetry(tp, lp, mp, buffers)
