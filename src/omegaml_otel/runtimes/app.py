@@ -25,12 +25,13 @@ def celery_config(cfg: Settings) -> dict:
     )
     if cfg.broker_url == "filesystem://":
         folder = cfg.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         (cfg.home / "results").mkdir(parents=True, exist_ok=True)
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"), "store_processed": False,
+            "control_folder": str(folder / "control"),
             "polling_interval": cfg.broker_polling,
         }
     elif cfg.broker_url.startswith(("redis", "sqla", "memory")):
