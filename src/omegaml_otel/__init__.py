@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 _singletons: dict[str, Any] = {}
 
 
+def setup(role: str | None = None):
+    """Set up this process's tracer, logger and meter providers now (otherwise done on first use of
+    ``om.runtime``/``om.logger``), e.g. before recording metrics with the OpenTelemetry API."""
+    from omegaml_otel.export.providers import telemetry
+
+    return telemetry(role)
+
+
 def __getattr__(name: str) -> Any:
     if name == "runtime":
         if name not in _singletons:

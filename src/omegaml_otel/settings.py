@@ -34,7 +34,8 @@ class Settings:
     service_name: str | None
     #: exporters per signal, e.g. {"logs": ("omtel",), "traces": ("otlp",)}
     exporters: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    otlp_protocol: str = "http/protobuf"
+    #: OTLP protocol per signal; only http/protobuf is built by this package (checked when an exporter is made)
+    otlp_protocols: dict[str, str] = field(default_factory=dict)
     flush_interval: float = 0.2
     max_queue: int = 200_000
     broker_polling: float = 0.01
@@ -83,11 +84,8 @@ def settings() -> Settings:
     store_url = env.get("OMTEL_STORE") or f"sqlite:///{home / 'telemetry.sqlite'}"
     broker_url = env.get("OMTEL_BROKER") or "filesystem://"
     default_backend = f"file://{home / 'results'}" if broker_url == "filesystem://" else _backend_for(broker_url)
-    protocol = env.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf"
-    if protocol != "http/protobuf":
-        raise ConfigurationError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported by omegaml-otel (gRPC exporters are not "
-            "fork-safe under Celery prefork); set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+    protocols = {s: env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                 or "http/protobuf" for s in _SIGNALS}
     loglevel = env.get("OMTEL_LOGLEVEL", "INFO").upper()
     return Settings(
         home=home,
@@ -97,15 +95,23 @@ def settings() -> Settings:
         loglevel=loglevel,
         hostname=env.get("HOSTNAME") or platform.node(),
         userid=env.get("OMTEL_USERID") or _user(),
-        service_name=env.get("OTEL_SERVICE_NAME"),
+        service_name=env.get("OTEL_SERVICE_NAME") or _resource_attribute(env, "service.name"),
         exporters=_exporters(env),
-        otlp_protocol=protocol,
+        otlp_protocols=protocols,
         flush_interval=_float(env, "OMTEL_FLUSH_INTERVAL", 0.2),
         max_queue=int(_float(env, "OMTEL_MAX_QUEUE", 200_000)),
         broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
         worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
         imports=tuple(m.strip() for m in env.get("OMTEL_IMPORTS", "").split(",") if m.strip()),
     )
+
+
+def _resource_attribute(env: dict[str, str], key: str) -> str | None:
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        k, _, v = item.partition("=")
+        if k.strip() == key and v.strip():
+            return v.strip()
+    return None
 
 
 def _backend_for(broker_url: str) -> str:

@@ -11,7 +11,6 @@ Wraps the upstream ``opentelemetry-instrumentation-celery`` (producer ``apply_as
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection
 
 from opentelemetry.instrumentation.celery import CeleryInstrumentor as UpstreamCeleryInstrumentor
@@ -27,10 +26,6 @@ from omegaml_otel.export.providers import telemetry
 _BACKEND_CALLS = ("mark_as_done", "mark_as_failure", "mark_as_retry")
 
 
-def _role() -> str:
-    return "worker" if "worker" in sys.argv else "client"
-
-
 class CeleryInstrumentor(BaseInstrumentor):
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -38,7 +33,7 @@ class CeleryInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs):
         from celery import signals
 
-        self._telemetry = telemetry(kwargs.get("role") or _role())
+        self._telemetry = telemetry(kwargs.get("role"))
         self._upstream = UpstreamCeleryInstrumentor()
         if not self._upstream.is_instrumented_by_opentelemetry:
             self._upstream.instrument(tracer_provider=self._telemetry.tracer_provider,

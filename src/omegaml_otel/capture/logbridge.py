@@ -107,7 +107,7 @@ class LogBridgeInstrumentor(BaseInstrumentor):
         from omegaml_otel.export.providers import telemetry
 
         self.handler = LogBridge(kwargs.get("level", logging.NOTSET),
-                                 logger_provider=telemetry(kwargs.get("role") or "app").logger_provider)
+                                 logger_provider=telemetry(kwargs.get("role")).logger_provider)
         self._attach()
         try:
             from celery import signals

@@ -169,7 +169,7 @@ class StreamInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs):
         from omegaml_otel.export.providers import telemetry
 
-        self._provider = telemetry(kwargs.get("role") or "app").logger_provider
+        self._provider = telemetry(kwargs.get("role")).logger_provider
         install(self._provider)
         try:
             from celery import signals

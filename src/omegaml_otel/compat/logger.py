@@ -298,7 +298,7 @@ def to_compat(raw: pd.DataFrame, extras: list[str] = ()) -> pd.DataFrame:
     df = _drop_repeated_init(df)
     for c in extras:
         target = _FIELDS[c]
-        df[c] = raw.loc[df.index, target.label if isinstance(target, MapKey) else target]
+        df[c] = raw.loc[df.index, target.label if isinstance(target, MapKey) else target].fillna("")
     return df
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from omegaml_otel.export.buffer import BufferedLogProcessor, BufferedSpanProcessor, ExportBuffer
 from omegaml_otel.export.store import StoreMetricExporter, StoreWriter
-from omegaml_otel.settings import STORE_EXPORTER, Settings, settings
+from omegaml_otel.settings import STORE_EXPORTER, ConfigurationError, Settings, settings
 
 _OTLP = ("otlp", "otlp_proto_http")
 _OTLP_EXPORTERS = {
@@ -34,9 +35,14 @@ _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExp
                       "metrics": ConsoleMetricExporter}
 
 
-def _exporter(signal: str, name: str):
+def _exporter(signal: str, name: str, cfg: Settings):
     """An OTLP/HTTP or console exporter; OTLP exporters read their OTEL_EXPORTER_OTLP_* settings themselves."""
     if name in _OTLP:
+        protocol = cfg.otlp_protocols.get(signal, "http/protobuf")
+        if protocol != "http/protobuf":
+            raise ConfigurationError(
+                f"OTLP protocol {protocol!r} for {signal} is not supported by omegaml-otel (gRPC exporters are not "
+                "fork-safe under Celery prefork); set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
         module, cls = _OTLP_EXPORTERS[signal]
         return getattr(importlib.import_module(module), cls)()
     return _CONSOLE_EXPORTERS[signal]()
@@ -57,6 +63,9 @@ class Telemetry:
         buffer = self.buffers.get("logs")
         if buffer is not None:
             buffer.flush()
+        elif not self.owned and settings().exporters["logs"] == (STORE_EXPORTER,):
+            # a distro built the providers around our StoreLogExporter: its batch processor flushes locally
+            self.logger_provider.force_flush()
 
     def flush(self) -> None:
         for provider in (self.logger_provider, self.tracer_provider, self.meter_provider):
@@ -83,14 +92,20 @@ def resource(cfg: Settings, role: str) -> Resource:
     })
 
 
-def telemetry(role: str = "client") -> Telemetry:
-    """The process's providers, created on first use."""
+def default_role() -> str:
+    """'worker' in a Celery worker process, else 'client': the default service name is omegaml-<role>."""
+    return "worker" if "worker" in sys.argv else "client"
+
+
+def telemetry(role: str | None = None) -> Telemetry:
+    """The process's providers, created on first use (``role`` names the service when OTEL_SERVICE_NAME and
+    OTEL_RESOURCE_ATTRIBUTES do not)."""
     global _telemetry
     if _telemetry is not None:
         return _telemetry
     with _lock:
         if _telemetry is None:
-            _telemetry = _build(settings(), role)
+            _telemetry = _build(settings(), role or default_role())
     return _telemetry
 
 
@@ -118,20 +133,20 @@ def _build(cfg: Settings, role: str) -> Telemetry:
     if tp is not existing[0]:
         for name in cfg.exporters["traces"]:
             tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans)) if name == STORE_EXPORTER
-                                  else BatchSpanProcessor(_exporter("traces", name)))
+                                  else BatchSpanProcessor(_exporter("traces", name, cfg)))
         trace.set_tracer_provider(tp)
 
     lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
     if lp is not existing[1]:
         for name in cfg.exporters["logs"]:
             lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs)) if name == STORE_EXPORTER
-                                        else BatchLogRecordProcessor(_exporter("logs", name)))
+                                        else BatchLogRecordProcessor(_exporter("logs", name, cfg)))
         _logs.set_logger_provider(lp)
 
     mp = existing[2]
     if not _is_sdk(mp):
         readers = [PeriodicExportingMetricReader(StoreMetricExporter(writer) if name == STORE_EXPORTER
-                                                 else _exporter("metrics", name))
+                                                 else _exporter("metrics", name, cfg))
                    for name in cfg.exporters["metrics"]]
         mp = MeterProvider(resource=res, metric_readers=readers)
         metrics.set_meter_provider(mp)

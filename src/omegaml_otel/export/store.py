@@ -5,7 +5,9 @@ import os
 import threading
 from collections.abc import Sequence
 
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from omegaml_otel.export import rows
 from omegaml_otel.stores import Store, open_store, schema
@@ -41,10 +43,52 @@ class StoreWriter:
             self.store.write(table, batch)
 
 
+def _default_writer() -> StoreWriter:
+    from omegaml_otel.settings import settings
+
+    return StoreWriter(settings().store_url)
+
+
+class StoreSpanExporter(SpanExporter):
+    """``OTEL_TRACES_EXPORTER=omtel`` for SDK configurators (opentelemetry-distro): spans into the store."""
+
+    def __init__(self, writer: StoreWriter | None = None):
+        self.writer = writer or _default_writer()
+
+    def export(self, spans) -> SpanExportResult:
+        try:
+            self.writer.spans(spans)
+        except Exception:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+
+class StoreLogExporter(LogRecordExporter):
+    """``OTEL_LOGS_EXPORTER=omtel`` for SDK configurators: log records into the store."""
+
+    def __init__(self, writer: StoreWriter | None = None):
+        self.writer = writer or _default_writer()
+
+    def export(self, batch) -> LogRecordExportResult:
+        try:
+            self.writer.logs(batch)
+        except Exception:
+            return LogRecordExportResult.FAILURE
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every export is written before it returns
+
+    def shutdown(self) -> None:
+        pass
+
+
 class StoreMetricExporter(MetricExporter):
-    def __init__(self, writer: StoreWriter):
-        super().__init__()
-        self.writer = writer
+    """``OTEL_METRICS_EXPORTER=omtel`` for SDK configurators, and the embedded default's metric exporter."""
+
+    def __init__(self, writer: StoreWriter | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.writer = writer or _default_writer()
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
         try:
