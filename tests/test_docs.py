@@ -113,7 +113,7 @@ def test_configuration_defaults_match(tmp_path):
         env=env, capture_output=True, text=True, check=True, timeout=60).stdout
     cfg = json.loads(out)
     assert cfg["home"] == str(tmp_path / ".omegaml-otel")
-    assert cfg["store"] == f"sqlite:///{tmp_path}/.omegaml-otel/telemetry.sqlite"
+    assert cfg["store"] == f"sqlite://{tmp_path}/.omegaml-otel/telemetry.sqlite"
     rows = {k: v[0] for k, v in _table_rows((DOCS / "configuration.md").read_text()).items()}
     assert "~/.omegaml-otel" in rows["OMTEL_HOME"]
     assert "sqlite:///$OMTEL_HOME/telemetry.sqlite" in rows["OMTEL_STORE"]

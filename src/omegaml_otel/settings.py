@@ -81,7 +81,7 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 def settings() -> Settings:
     env = dict(os.environ)
     home = Path(env.get("OMTEL_HOME") or Path.home() / ".omegaml-otel").expanduser().absolute()
-    store_url = env.get("OMTEL_STORE") or f"sqlite:///{home / 'telemetry.sqlite'}"
+    store_url = env.get("OMTEL_STORE") or f"sqlite://{home / 'telemetry.sqlite'}"
     broker_url = env.get("OMTEL_BROKER") or "filesystem://"
     default_backend = f"file://{home / 'results'}" if broker_url == "filesystem://" else _backend_for(broker_url)
     protocols = {s: env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")

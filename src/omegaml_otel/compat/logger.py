@@ -8,6 +8,7 @@ shows what came after the latest one. ``dataset.get()`` turns the rows back into
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from omegaml_otel.compat.levels import PYTHON_LEVELS, SIMPLE_LEVELS, SIMPLE_SEVE
 from omegaml_otel.compat.timeparse import parse_time
 from omegaml_otel.export.providers import telemetry
 from omegaml_otel.settings import settings
-from omegaml_otel.stores import Cond, MapKey, Store, default_store
+from omegaml_otel.stores import Cond, MapKey, Store, StoreError, default_store
 
 LOG_DATASET = ".omega/logs"
 DATASET_ATTR = "omegaml.log.dataset"
@@ -161,6 +162,7 @@ class LogDataset:
         self.name = name
         self._store = store
         self._initialized = False
+        self._reported = False
 
     @property
     def store(self) -> Store:
@@ -170,9 +172,17 @@ class LogDataset:
         """Write the ``SYSTEM 999 system 'log init'`` record when the dataset has none yet (embedded store)."""
         if self._initialized or not settings().uses_store("logs"):
             return
-        telemetry().flush_logs()
-        found = self.store.logs(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),
-                                       Cond(_LA, "eq", self.name, key=DATASET_ATTR)], columns=["Timestamp"], limit=1)
+        try:
+            telemetry().flush_logs()
+            found = self.store.logs(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),
+                                           Cond(_LA, "eq", self.name, key=DATASET_ATTR)], columns=["Timestamp"],
+                                    limit=1)
+        except StoreError as exc:
+            # logging must not break a task or a notebook; reading the dataset will raise this error instead
+            if not self._reported:
+                self._reported = True
+                sys.__stderr__.write(f"omegaml-otel: {exc}\n")
+            return
         if not len(found):
             _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self.name)
         self._initialized = True

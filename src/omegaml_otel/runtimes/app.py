@@ -28,6 +28,7 @@ def celery_config(cfg: Settings) -> dict:
         for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         (cfg.home / "results").mkdir(parents=True, exist_ok=True)
+        conf["broker_transport"] = "omegaml_otel.runtimes.fstransport:Transport"
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"), "store_processed": False,

@@ -17,7 +17,7 @@ def open_store(url: str, *, create: bool = True) -> Store:
         path = url[len("sqlite://"):]
         if not path.startswith("/"):
             raise StoreError(f"store URL {url!r} needs an absolute path: sqlite:////abs/path or sqlite:///abs/path")
-        return SqliteStore(path, create=create)
+        return SqliteStore("/" + path.lstrip("/"), create=create, url=url)
     raise StoreError(f"store URL {url!r} is not supported; use sqlite:///<absolute path> "
                      "(set OMTEL_STORE, or unset it for the embedded default under OMTEL_HOME)")
 

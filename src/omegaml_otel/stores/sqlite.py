@@ -50,9 +50,9 @@ def ddl() -> list[str]:
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str | Path, *, create: bool = True):
+    def __init__(self, path: str | Path, *, create: bool = True, url: str | None = None):
         self.path = Path(path)
-        self.url = f"sqlite://{self.path}"
+        self.url = url or f"sqlite://{self.path}"
         self._create = create
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -79,10 +79,14 @@ class SqliteStore(Store):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._migrate(conn)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise StoreError(f"store {self.url} stayed locked by another process for 30 s: {exc}") from exc
+            raise StoreError(f"cannot open store {self.url}: {exc}; {fix}") from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {self.url}: {exc}; {fix}") from exc
         return conn
@@ -96,7 +100,9 @@ class SqliteStore(Store):
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("SELECT max(version) FROM omtel_schema").fetchone()[0]
-            if version is None:
+            if version == SCHEMA_VERSION:  # another process created or migrated it meanwhile
+                pass
+            elif version is None:
                 for stmt in ddl():
                     conn.execute(stmt)
                 conn.execute("INSERT INTO omtel_schema VALUES (?)", (SCHEMA_VERSION,))
@@ -198,6 +204,18 @@ class SqliteStore(Store):
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+def _retry_locked(call, timeout: float = 30.0):
+    """Switching a fresh file to WAL fails at once (no busy wait) while another process does the same."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _check_column(table: str, column: str, want: str | None = None) -> str:
