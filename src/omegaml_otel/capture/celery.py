@@ -11,6 +11,7 @@ Wraps the upstream ``opentelemetry-instrumentation-celery`` (producer ``apply_as
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection
 
 from opentelemetry.instrumentation.celery import CeleryInstrumentor as UpstreamCeleryInstrumentor
@@ -24,6 +25,18 @@ from omegaml_otel.capture.package import _instruments
 from omegaml_otel.export.providers import telemetry
 
 _BACKEND_CALLS = ("mark_as_done", "mark_as_failure", "mark_as_retry")
+
+
+def _report(message: str) -> None:
+    sys.__stderr__.write(f"omegaml-otel: {message}\n")
+
+
+def _outcome(state: str | None, retval) -> tuple[str, dict]:
+    if state == "SUCCESS":
+        return "task_success", {"result": retval}
+    if state == "RETRY":
+        return "task_retry", {"exception": repr(retval)}
+    return "task_failure", {"exception": repr(retval)}
 
 
 class CeleryInstrumentor(BaseInstrumentor):
@@ -40,6 +53,7 @@ class CeleryInstrumentor(BaseInstrumentor):
                                       meter_provider=self._telemetry.meter_provider,
                                       use_span_links=kwargs.get("use_span_links", False))
         self._tokens = {}
+        self._runs = {}
         signals.task_prerun.connect(self._prerun, weak=False)
         signals.task_postrun.connect(self._postrun, weak=False)
         signals.worker_process_shutdown.connect(self._shutdown, weak=False)
@@ -59,11 +73,34 @@ class CeleryInstrumentor(BaseInstrumentor):
             unwrap(Backend, name)
         self._upstream.uninstrument()
 
-    def _prerun(self, task_id=None, task=None, **kwargs):
+    def _prerun(self, task_id=None, task=None, args=None, kwargs=None, **_):
         attrs = {**record_attributes.get(), "celery.task_id": task_id or "", "celery.task_name": task.name}
         self._tokens[task_id] = record_attributes.set(attrs)
+        self._track_start(task_id, task, args, kwargs)
 
-    def _postrun(self, task_id=None, task=None, **kwargs):
+    def _track_start(self, task_id, task, args, kwargs) -> None:
+        """A task sent inside an experiment block: task_call now, profiling while it runs."""
+        from omegaml_otel.compat.experiment import TaskRun
+
+        try:
+            run = TaskRun.from_context(task_id, task.name, kwargs)
+            if run is not None:
+                run.called(args, kwargs)
+                self._runs[task_id] = run
+        except Exception as exc:  # tracking must not fail the task
+            _report(f"could not track task {task.name}[{task_id}]: {exc}")
+
+    def _track_end(self, task_id, event: str, value: dict) -> None:
+        run = self._runs.pop(task_id, None)
+        if run is not None:
+            try:
+                run.finished(event, value)
+            except Exception as exc:
+                _report(f"could not record {event} of task {task_id}: {exc}")
+
+    def _postrun(self, task_id=None, task=None, state=None, retval=None, **kwargs):
+        if task_id in self._runs:  # eager tasks publish no result, so no backend call ended the run
+            self._track_end(task_id, *_outcome(state, retval))
         streams.flush_partial()
         token = self._tokens.pop(task_id, None)
         if token is not None:
@@ -76,6 +113,13 @@ class CeleryInstrumentor(BaseInstrumentor):
             self._telemetry.flush_logs()
 
     def _flush_first(self, wrapped, instance, args, kwargs):
+        if args and args[0] in self._runs:
+            # the result is about to be published: its task_success/failure/retry event must be readable by then
+            event = {"mark_as_done": "task_success", "mark_as_failure": "task_failure",
+                     "mark_as_retry": "task_retry"}[wrapped.__name__]
+            outcome = args[1] if len(args) > 1 else kwargs.get("result", kwargs.get("exc"))
+            self._track_end(args[0], event, {"result": outcome} if event == "task_success"
+                            else {"exception": repr(outcome)})
         streams.flush_partial()
         try:
             self._telemetry.flush_logs()

@@ -55,6 +55,19 @@ class Telemetry:
     meter_provider: metrics.MeterProvider
     buffers: dict[str, ExportBuffer] = field(default_factory=dict)
     owned: bool = True
+    writer: StoreWriter | None = None
+
+    @property
+    def resource(self) -> Resource:
+        return getattr(self.tracer_provider, "resource", None) or Resource.create({})
+
+    def metric_exporters(self) -> list:
+        """Fresh exporters for the configured metric destinations (profiling samplers own their readers)."""
+        cfg = settings()
+        if self.writer is None:
+            self.writer = StoreWriter(cfg.store_url)
+        return [StoreMetricExporter(self.writer) if name == STORE_EXPORTER
+                else _exporter("metrics", name, cfg) for name in cfg.exporters["metrics"]]
 
     def flush_logs(self) -> None:
         """Make every log record emitted so far readable in the embedded store (called before a task result is
@@ -150,4 +163,4 @@ def _build(cfg: Settings, role: str) -> Telemetry:
                    for name in cfg.exporters["metrics"]]
         mp = MeterProvider(resource=res, metric_readers=readers)
         metrics.set_meter_provider(mp)
-    return Telemetry(tp, lp, mp, buffers)
+    return Telemetry(tp, lp, mp, buffers, writer=writer)
