@@ -249,3 +249,22 @@ def test_concurrent_runs_from_two_clients(om):
 def test_unknown_provider(om):
     with pytest.raises(ValueError, match="unknown tracking provider"):
         om.runtime.experiment(_name("x"), provider="mlflow")
+
+
+def test_plot(om, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    exp = om.runtime.experiment(_name("plot"), provider="profiling")
+    for i in range(3):
+        with exp:
+            exp.log_metric("acc", i / 10)
+    fig = exp.plot()
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["cpu %", "memory %", "acc"]
+    assert len(fig.axes[0].lines) == 3  # one line per run (client samples)
+    assert list(fig.axes[2].lines[0].get_ydata()) == [0.0, 0.1, 0.2]
+    fig.savefig(tmp_path / "exp.png")
+    assert (tmp_path / "exp.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="nothing to plot"):
+        om.runtime.experiment(_name("none")).plot()

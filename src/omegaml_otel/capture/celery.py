@@ -54,6 +54,9 @@ class CeleryInstrumentor(BaseInstrumentor):
                                       use_span_links=kwargs.get("use_span_links", False))
         self._tokens = {}
         self._runs = {}
+        from omegaml_otel.capture.profiling import cpu_meter
+
+        cpu_meter()  # prime CPU percentages before the pool forks: a profiled task's first sample is meaningful
         signals.task_prerun.connect(self._prerun, weak=False)
         signals.task_postrun.connect(self._postrun, weak=False)
         signals.worker_process_shutdown.connect(self._shutdown, weak=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,7 +70,8 @@ class ProfileSampler:
         self._sample: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._gpus = _Gpus()
-        _cpu_percent()  # prime: the next reading covers the time since now
+        self._muted = False
+        self._cpu = cpu_meter()
 
     @property
     def interval(self) -> float:
@@ -77,13 +79,17 @@ class ProfileSampler:
 
     @interval.setter
     def interval(self, seconds: float) -> None:
-        """Change the sampling interval; a running sampler restarts at the new pace without losing a sample."""
+        """Change the sampling interval; a running sampler goes on at the new pace (no extra samples)."""
         running = self._provider is not None
-        if running:
-            self.stop()
-        self._interval = float(seconds)
-        if running:
-            self.start()
+        self._muted = True
+        try:
+            if running:
+                self.stop()
+            self._interval = float(seconds)
+            if running:
+                self.start()
+        finally:
+            self._muted = False
 
     @property
     def running(self) -> bool:
@@ -108,7 +114,7 @@ class ProfileSampler:
     def _read(self, key: str):
         with self._lock:
             if self._sample is None or key in self._sample["_used"]:
-                self._sample = _system_sample(self._gpus)
+                self._sample = _system_sample(self._gpus, self._cpu)
                 self._sample["_used"] = set()
             self._sample["_used"].add(key)
             return self._sample
@@ -118,7 +124,7 @@ class ProfileSampler:
 
         def cb(key, fn):
             def callback(options: CallbackOptions):
-                return fn(self._read(key))
+                return [] if self._muted else fn(self._read(key))
             return [callback]
 
         meter.create_observable_gauge(
@@ -170,21 +176,58 @@ class ProfileSampler:
             unit="Cel")
 
 
-#: psutil's CPU percentages compare with the previous call; closer than this they are noise (often all 0.0)
+#: CPU percentages over a shorter window than this are noise; older snapshots are used instead
 _MIN_CPU_WINDOW = 0.05
-_last_cpu_call = 0.0
 
 
-def _cpu_percent() -> list[float]:
-    global _last_cpu_call
-    wait = _MIN_CPU_WINDOW - (time.monotonic() - _last_cpu_call)
-    if wait > 0:
-        time.sleep(wait)  # only right after priming: at most 50 ms, once per sampler start
-    _last_cpu_call = time.monotonic()
-    return psutil.cpu_percent(percpu=True)
+class _CpuMeter:
+    """Per-CPU busy percentages since the newest snapshot at least 50 ms old, so that a sample taken right
+    after another (at a task's stop, say) still measures a meaningful window. One meter per process: a worker
+    primes it before forking, so only the very first sample of a fresh process may wait (at most 50 ms)."""
+
+    def __init__(self):
+        self._history: deque = deque(maxlen=64)
+        self._lock = threading.Lock()
+        self._snapshot()
+
+    def _snapshot(self):
+        entry = (time.monotonic(), psutil.cpu_times(percpu=True))
+        self._history.append(entry)
+        return entry
+
+    def percent(self) -> list[float]:
+        with self._lock:
+            oldest_t = self._history[0][0]
+            wait = _MIN_CPU_WINDOW - (time.monotonic() - oldest_t)
+            if wait > 0:
+                time.sleep(wait)
+            now_t, now = self._snapshot()
+            base = None
+            for t, times in reversed(list(self._history)[:-1]):
+                base = times
+                if now_t - t >= _MIN_CPU_WINDOW:
+                    break
+        return [_busy_percent(b, n) for b, n in zip(base, now)]
 
 
-def _system_sample(gpus: _Gpus) -> dict[str, Any]:
+_meter: _CpuMeter | None = None
+
+
+def cpu_meter() -> _CpuMeter:
+    """The process's CPU meter (created, and so primed, on first call)."""
+    global _meter
+    if _meter is None:
+        _meter = _CpuMeter()
+    return _meter
+
+
+def _busy_percent(before, after) -> float:
+    total = sum(after) - sum(before)
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0) - getattr(before, "iowait", 0))
+    return round(max(0.0, min(100.0, 100 * (total - idle) / total)), 1) if total > 0 else 0.0
+
+
+def _system_sample(gpus: _Gpus, cpu: _CpuMeter) -> dict[str, Any]:
     vm = psutil.virtual_memory()
     disk = psutil.disk_usage("/")
     try:
@@ -192,7 +235,7 @@ def _system_sample(gpus: _Gpus) -> dict[str, Any]:
     except Exception:  # not every platform reports frequencies
         freqs = []
     return {
-        "cpu_percent": _cpu_percent(), "cpu_count": psutil.cpu_count(),
+        "cpu_percent": cpu.percent(), "cpu_count": psutil.cpu_count(),
         "cpu_freq_hz": freqs, "loadavg": psutil.getloadavg(),
         "memory_percent": vm.percent, "memory_total": vm.total,
         "disk_percent": disk.percent, "disk_total": disk.total, "gpus": gpus.read(),

@@ -416,6 +416,12 @@ class Experiment:
         m = self.store.metrics(conds=conds, since=lower, until=upper)
         return profile_rows(m, self.name, number, extra)
 
+    def plot(self, run="all", **filters):
+        """Profiling over time (CPU, memory, GPU per device) and metrics by run, as a matplotlib Figure."""
+        from omegaml_otel.compat.plots import plot_experiment
+
+        return plot_experiment(self.data(run=run, **filters), title=self.name)
+
     def summary(self, run="all", **filters) -> pd.DataFrame:
         """Per metric key: describe() of its values over the selected runs, plus run latency (seconds)."""
         df = self.data(run=run, event=["start", "stop", "metric"], **filters)
