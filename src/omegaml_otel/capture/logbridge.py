@@ -8,7 +8,6 @@ own loggers, and anything logged while an exporter writes, are never bridged (no
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from opentelemetry.sdk._logs._internal import std_to_otel
 
 from omegaml_otel import _guard
 from omegaml_otel.capture.context import record_attributes
+from omegaml_otel.export.emitter import emitter_for
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
                                                                                "_omtel_bridged"}
@@ -43,19 +43,12 @@ def message(record: logging.LogRecord) -> str:
 
 
 class LogBridge(logging.Handler):
-    def __init__(self, level: int = logging.NOTSET, *, logger_provider: LoggerProvider,
+    def __init__(self, level: int = logging.NOTSET, *, logger_provider: LoggerProvider | None = None,
                  attributes: Mapping[str, Any] | None = None, claim: bool = False):
         super().__init__(level)
-        self._provider = logger_provider
+        self._emitter = emitter_for(logger_provider)
         self._attributes = dict(attributes or {})
         self._claim = claim
-        self._loggers: dict[str, Any] = {}
-
-    def _otel_logger(self, name: str):
-        logger = self._loggers.get(name)
-        if logger is None:
-            logger = self._loggers[name] = self._provider.get_logger(name or "root")
-        return logger
 
     def handle(self, record: logging.LogRecord) -> bool:
         # skip before taking the handler lock: cheap for records another bridge already stored
@@ -79,10 +72,9 @@ class LogBridge(logging.Handler):
                 attrs["exception.type"] = etype.__name__
                 attrs["exception.message"] = str(evalue)
                 attrs["exception.stacktrace"] = "".join(traceback.format_exception(etype, evalue, tb))
-            self._otel_logger(record.name).emit(
-                timestamp=int(record.created * 1e9), observed_timestamp=time.time_ns(),
-                severity_number=severity(record.levelno), severity_text=record.levelname,
-                body=message(record), attributes=attrs)
+            self._emitter.emit(record.name or "root", timestamp=int(record.created * 1e9),
+                               severity_number=severity(record.levelno), severity_text=record.levelname,
+                               body=message(record), attributes=attrs)
             if self._claim:
                 setattr(record, CLAIMED, True)
         except Exception:

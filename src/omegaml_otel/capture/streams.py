@@ -22,6 +22,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from omegaml_otel import _guard
 from omegaml_otel.capture.context import record_attributes
+from omegaml_otel.export.emitter import emitter_for
 
 #: (python logger, level) that print output goes to while an omega-ml task logging mode is active
 redirect: ContextVar[tuple[logging.Logger, int] | None] = ContextVar("omtel_stream_redirect", default=None)
@@ -33,7 +34,7 @@ class StreamBridge(io.TextIOBase):
         self.name = name
         self._severity = (SeverityNumber.INFO, "INFO") if name == "stdout" else (SeverityNumber.ERROR, "ERROR")
         self._provider = logger_provider
-        self._logger = None
+        self._emitter = None
         self._partial = ""
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork)
@@ -111,12 +112,12 @@ class StreamBridge(io.TextIOBase):
                 logger, level = target
                 logger.log(level, line, extra={"log.iostream": self.name})
                 return
-            if self._logger is None:
-                self._logger = self._provider.get_logger(self.name)
+            if self._emitter is None:
+                self._emitter = emitter_for(self._provider)
             attrs = dict(record_attributes.get())
             attrs["log.iostream"] = self.name
-            self._logger.emit(timestamp=time.time_ns(), severity_number=self._severity[0],
-                              severity_text=self._severity[1], body=line, attributes=attrs)
+            self._emitter.emit(self.name, timestamp=time.time_ns(), severity_number=self._severity[0],
+                               severity_text=self._severity[1], body=line, attributes=attrs)
         except Exception:  # a print must never fail because of telemetry
             pass
 

@@ -17,7 +17,7 @@ import pandas as pd
 from opentelemetry._logs import SeverityNumber
 
 from omegaml_otel.capture.context import record_attributes
-from omegaml_otel.export.providers import telemetry
+from omegaml_otel.export.emitter import emitter_for
 from omegaml_otel.stores.base import to_ns
 
 SCOPE = "omegaml.experiment"
@@ -69,6 +69,5 @@ def emit(experiment: str, run_id: str, event: str, key: str | None = None, value
         if v is not None:
             attrs[EXTRA + k] = v if isinstance(v, (str, int, float, bool)) else json.dumps(to_jsonable(v))
     ts = time.time_ns() if dt is None else to_ns(dt)
-    telemetry().logger_provider.get_logger(SCOPE).emit(
-        timestamp=ts, observed_timestamp=time.time_ns(), severity_number=SeverityNumber.INFO, severity_text="INFO",
-        body=f"{event} {key}" if key is not None else event, attributes=attrs, event_name=event)
+    emitter_for().emit(SCOPE, timestamp=ts, severity_number=SeverityNumber.INFO, severity_text="INFO",
+                       body=f"{event} {key}" if key is not None else event, attributes=attrs, event_name=event)

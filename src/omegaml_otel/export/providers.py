@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
@@ -56,6 +57,7 @@ class Telemetry:
     buffers: dict[str, ExportBuffer] = field(default_factory=dict)
     owned: bool = True
     writer: StoreWriter | None = None
+    emitter: Any = None  # LogEmitter, made by export.emitter on first use
 
     @property
     def resource(self) -> Resource:
