@@ -1,7 +1,7 @@
 """omegaml-otel: omega-ml's task logging and profiling, rebuilt on OpenTelemetry.
 
-Use as ``import omegaml_otel as om``; ``om.runtime``, ``om.logger`` and ``om.telemetry`` are created on first
-access, so importing this package configures nothing.
+Use as ``import omegaml_otel as om``; ``om.runtime``, ``om.logger``, ``om.jobs`` and ``om.telemetry`` are created
+on first access, so importing this package configures nothing.
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     from omegaml_otel import telemetry as telemetry
     from omegaml_otel.compat.logger import SimpleLogger
     from omegaml_otel.runtimes.client import Runtime
+    from omegaml_otel.runtimes.jobs import JobStore
 
     runtime: Runtime
     logger: SimpleLogger
+    jobs: JobStore
 
 _singletons: dict[str, Any] = {}
 
@@ -38,6 +40,11 @@ def __getattr__(name: str) -> Any:
         if name not in _singletons:
             from omegaml_otel.compat.logger import SimpleLogger
             _singletons[name] = SimpleLogger()
+        return _singletons[name]
+    if name == "jobs":
+        if name not in _singletons:
+            from omegaml_otel.runtimes.jobs import JobStore
+            _singletons[name] = JobStore()
         return _singletons[name]
     if name == "telemetry":
         import importlib

@@ -42,11 +42,12 @@ def celery_config(cfg: Settings) -> dict:
 
 @lru_cache(maxsize=1)
 def celery_app() -> Celery:
-    from omegaml_otel.runtimes import tasks
+    from omegaml_otel.runtimes import jobs, tasks
 
     app = Celery("omegaml")
     app.conf.update(celery_config(settings()))
     tasks.register(app)
+    jobs.register(app)
     return app
 
 

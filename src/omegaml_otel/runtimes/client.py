@@ -1,4 +1,4 @@
-"""The runtime client: ``om.runtime.mode()``, ``ping()`` and ``task()`` as omega-ml offers them."""
+"""The runtime client: ``om.runtime.mode()``, ``ping()``, ``task()`` and ``job()`` as omega-ml offers them."""
 from __future__ import annotations
 
 from typing import Any
@@ -79,6 +79,20 @@ class Runtime:
 
     def task(self, name: str) -> RuntimeTask:
         return RuntimeTask(self, name)
+
+    def experiment(self, name: str, provider: str | None = None, implied_run: bool = True, **kwargs):
+        """An experiment; ``with om.runtime.experiment('perf', provider='profiling') as exp:`` tracks every task
+        sent inside the block. The provider chosen when the experiment was first used is kept."""
+        from omegaml_otel.compat.experiment import Experiment
+
+        self.app  # instrument the producer, so tasks carry the run's context to their workers
+        return Experiment(name, provider=provider, implied_run=implied_run, **kwargs)
+
+    def job(self, name: str):
+        """``om.runtime.job(name).run()``: run a job stored with ``om.jobs.put`` on a worker."""
+        from omegaml_otel.runtimes.jobs import JobProxy
+
+        return JobProxy(self, name)
 
     def ping(self, *args, wait: bool = True, timeout: float = 10, **kwargs):
         result = self.task("omegaml.tasks.omega_ping").delay(*args, **kwargs)
