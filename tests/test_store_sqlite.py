@@ -65,7 +65,7 @@ def logs(store):
 
 # -- schema ---------------------------------------------------------------------------------------------------------
 def test_schema_columns_exact(store):
-    assert store.schema_version() == SCHEMA_VERSION == 1
+    assert store.schema_version() == SCHEMA_VERSION == 2
     conn = sqlite3.connect(store.path)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -95,21 +95,21 @@ def test_wal_mode(store):
 def test_newer_schema_version_is_refused(tmp_path):
     path = tmp_path / "newer.sqlite"
     first = SqliteStore(path)
-    assert first.schema_version() == 1
+    assert first.schema_version() == SCHEMA_VERSION
     first.close()
     conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO omtel_schema VALUES (2)")
+    conn.execute("INSERT INTO omtel_schema VALUES (?)", (SCHEMA_VERSION + 1,))
     conn.commit()
     conn.close()
     newer = SqliteStore(path)
     with pytest.raises(StoreError, match="upgrade") as info:
         newer.schema_version()
-    assert "2" in str(info.value) and str(path) in str(info.value)
+    assert str(SCHEMA_VERSION + 1) in str(info.value) and str(path) in str(info.value)
     with pytest.raises(StoreError, match="upgrade"):
         newer.write(schema.LOGS, [row(schema.LOGS, Body="x")])
     # nothing was changed in the newer store
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT max(version) FROM omtel_schema").fetchone()[0] == 2
+    assert conn.execute("SELECT max(version) FROM omtel_schema").fetchone()[0] == SCHEMA_VERSION + 1
     assert conn.execute("SELECT count(*) FROM otel_logs").fetchone()[0] == 0
     conn.close()
 
@@ -120,11 +120,36 @@ def test_reopen_keeps_data_and_version(tmp_path):
     a.write(schema.LOGS, [row(schema.LOGS, Body="kept")])
     a.close()
     b = SqliteStore(path)
-    assert b.schema_version() == 1
+    assert b.schema_version() == SCHEMA_VERSION
     assert list(b.logs().Body) == ["kept"]
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM omtel_schema").fetchone()[0] == 1
     conn.close()
+
+
+def test_migration_from_version_1(tmp_path):
+    """A store written by the first release (version 1: TraceId index on otel_logs) is migrated in place."""
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    cols = ", ".join(f'"{c}"' for c in schema.columns(schema.LOGS))
+    conn.execute(f"CREATE TABLE otel_logs ({cols})")
+    conn.execute('CREATE INDEX otel_logs_idx0 ON otel_logs ("Timestamp")')
+    conn.execute('CREATE INDEX otel_logs_idx1 ON otel_logs ("TraceId")')
+    conn.execute('CREATE INDEX otel_logs_idx2 ON otel_logs ("ScopeName", "Timestamp")')
+    conn.execute("CREATE TABLE omtel_schema (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO omtel_schema VALUES (1)")
+    conn.execute(f"INSERT INTO otel_logs VALUES ({', '.join('?' * len(schema.columns(schema.LOGS)))})",
+                 row(schema.LOGS, Body="from v1"))
+    conn.commit()
+    conn.close()
+    store = SqliteStore(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert list(store.logs().Body) == ["from v1"]
+    conn = sqlite3.connect(path)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' "
+                                          "AND tbl_name='otel_logs'")}
+    conn.close()
+    assert indexes == {"otel_logs_idx0", "otel_logs_scope_ts"}
 
 
 # -- write and query ----------------------------------------------------------------------------------------------
@@ -252,7 +277,7 @@ def test_values_are_bound_parameters(logs, value):
         expected = [value] if cond.column == "Body" and value == "x' OR '1'='1" else []
         assert list(df.Body) == expected, cond
     assert len(logs.logs()) == 5
-    assert logs.schema_version() == 1
+    assert logs.schema_version() == SCHEMA_VERSION
 
 
 # -- many writer processes -----------------------------------------------------------------------------------------
@@ -290,7 +315,7 @@ def test_three_writer_processes(tmp_path):
         assert out.startswith("done") and "Error" not in err, err
     store = SqliteStore(path)
     try:
-        assert store.schema_version() == 1
+        assert store.schema_version() == SCHEMA_VERSION
         df = store.logs(columns=["ScopeName", MapKey("LogAttributes", "i")])
         assert len(df) == 3 * n
         for i in range(3):
@@ -321,7 +346,7 @@ def test_concurrent_schema_creation_records_one_version(tmp_path):
             s = SqliteStore(path)
             barrier.wait()
             try:
-                assert s.schema_version() == 1
+                assert s.schema_version() == SCHEMA_VERSION
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
             finally:

@@ -13,8 +13,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_current
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._logs._internal import std_to_otel
 
 from omegaml_otel import _guard
@@ -23,6 +23,7 @@ from omegaml_otel.export.emitter import emitter_for
 
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
                                                                                "_omtel_bridged"}
+_PLAIN_RECORD_FIELDS = len(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
 _SEVERITY: dict[int, SeverityNumber] = {}
 CLAIMED = "_omtel_bridged"
 
@@ -51,30 +52,41 @@ class LogBridge(logging.Handler):
         self._claim = claim
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # skip before taking the handler lock: cheap for records another bridge already stored
+        """No handler lock: emitting is thread-safe (the export buffer locks), and this is the hot path."""
         if _guard.active() or getattr(record, CLAIMED, False) or record.name.startswith("opentelemetry"):
             return False
-        if not is_instrumentation_enabled():  # an SDK exporter thread is exporting (e.g. urllib3 retry warnings)
+        ctx = get_current()
+        if ctx.get(_SUPPRESS_INSTRUMENTATION_KEY):  # an SDK exporter thread is exporting (urllib3 warnings…)
             return False
-        return super().handle(record)
+        if self.filters and not self.filter(record):
+            return False
+        self._bridge(record, ctx)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        self._bridge(record, get_current())
+
+    def _bridge(self, record: logging.LogRecord, ctx) -> None:
         try:
-            attrs = dict(record_attributes.get())
+            attrs = record_attributes.get()  # shared, never mutated: copied below only when adding to it
             if self._attributes:
-                attrs.update(self._attributes)
-            extra = record.__dict__.keys() - _RESERVED
-            for key in extra:
-                value = record.__dict__[key]
-                attrs[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+                attrs = {**attrs, **self._attributes}
+            fields = record.__dict__
+            if len(fields) > _PLAIN_RECORD_FIELDS:  # only then can the record carry extra={...} attributes
+                for key in fields.keys() - _RESERVED:
+                    if attrs is record_attributes.get():
+                        attrs = dict(attrs)
+                    value = fields[key]
+                    attrs[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
             if record.exc_info and record.exc_info[0] is not None:
+                attrs = dict(attrs)
                 etype, evalue, tb = record.exc_info
                 attrs["exception.type"] = etype.__name__
                 attrs["exception.message"] = str(evalue)
                 attrs["exception.stacktrace"] = "".join(traceback.format_exception(etype, evalue, tb))
             self._emitter.emit(record.name or "root", timestamp=int(record.created * 1e9),
                                severity_number=severity(record.levelno), severity_text=record.levelname,
-                               body=message(record), attributes=attrs)
+                               body=message(record), attributes=attrs, context=ctx)
             if self._claim:
                 setattr(record, CLAIMED, True)
         except Exception:

@@ -1,10 +1,11 @@
 """No-loss batching for the embedded store.
 
 The SDK's batch processors drop records once their queue (2048) is full, which a task logging 100,000 records in
-a loop hits at once. ``ExportBuffer`` instead applies back-pressure: when a batch is full the emitting thread
-writes it itself, so nothing is dropped while the store accepts writes. When the store fails, batches are kept for
-the next try up to ``max_queue`` records; only beyond that are the oldest dropped, and every drop is counted and
-reported once on stderr.
+a loop hits at once. ``ExportBuffer`` wakes its export thread for every full batch (SQLite releases the GIL
+while it writes, so the caller goes on meanwhile) and applies back-pressure when the thread falls behind by 16
+batches: then the emitting thread writes itself, so nothing is dropped while the store accepts writes. When the
+store fails, batches are kept for the next try up to ``max_queue`` records; only beyond that are the oldest
+dropped, and every drop is counted and reported once on stderr.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class ExportBuffer:
         self.name = name
         self.interval = interval
         self.max_batch = max_batch
+        self.high_water = 16 * max_batch
         self.max_queue = max_queue
         self.dropped = 0
         self.last_error: BaseException | None = None
@@ -45,14 +47,16 @@ class ExportBuffer:
     def add(self, item: Any) -> None:
         with self._lock:
             self._items.append(item)
-            full = len(self._items) >= self.max_batch
+            n = len(self._items)
             start = self._thread is None and not self._closed
             if start:
                 self._thread = threading.Thread(target=self._run, name=f"omtel-{self.name}-export", daemon=True)
         if start:
             self._thread.start()
-        if full:
-            self.flush()
+        if n == self.max_batch:
+            self._wake.set()  # a full batch: the export thread writes it while the caller goes on
+        elif n >= self.high_water:
+            self.flush()  # the export thread cannot keep up: the caller writes (back-pressure, never a drop)
 
     def _run(self) -> None:
         while not self._closed:

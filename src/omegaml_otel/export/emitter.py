@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
@@ -53,15 +54,16 @@ class LogEmitter:
         self._scopes: dict[str, InstrumentationScope] = {}
 
     def emit(self, scope: str, *, timestamp: int, severity_number: SeverityNumber, severity_text: str, body: Any,
-             attributes: dict[str, Any], event_name: str | None = None) -> None:
+             attributes: dict[str, Any], event_name: str | None = None, context: Context | None = None) -> None:
         if self._buffer is None:
             logger = self._loggers.get(scope)
             if logger is None:
                 logger = self._loggers[scope] = self._provider.get_logger(scope)
             logger.emit(timestamp=timestamp, observed_timestamp=time.time_ns(), severity_number=severity_number,
-                        severity_text=severity_text, body=body, attributes=attributes, event_name=event_name)
+                        severity_text=severity_text, body=body, attributes=attributes, event_name=event_name,
+                        context=context)
             return
-        ctx = get_current_span().get_span_context()
+        ctx = get_current_span(context).get_span_context()
         instrumentation_scope = self._scopes.get(scope)
         if instrumentation_scope is None:
             instrumentation_scope = self._scopes[scope] = InstrumentationScope(scope)

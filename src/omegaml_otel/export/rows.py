@@ -76,23 +76,35 @@ def _hex(value: int | None, width: int) -> str:
     return format(value, f"0{width}x") if value else ""
 
 
+def _scope_columns(scope) -> tuple[str, str, str, str]:
+    if scope is None:
+        return "", "", "", "{}"
+    return scope.schema_url or "", scope.name, scope.version or "", attributes_json(scope.attributes)
+
+
 def log_rows(records: Iterable) -> list[tuple]:
+    """The hot half of every log write: per-row work is kept to what differs between rows."""
     rows = []
+    scopes: dict[int, tuple] = {}
     for rec in records:
         lr = rec.log_record
-        res_json, service = _resources.get(rec.resource)
+        resource = rec.resource
+        res_json, service = _resources.get(resource)
         scope = rec.instrumentation_scope
+        sc = scopes.get(id(scope))
+        if sc is None:
+            sc = scopes[id(scope)] = _scope_columns(scope)
         sev = lr.severity_number
         body = lr.body
+        attrs = lr.attributes
+        trace_id = lr.trace_id
         rows.append((
             lr.timestamp or lr.observed_timestamp,
-            _hex(lr.trace_id, 32), _hex(lr.span_id, 16), int(lr.trace_flags or 0),
-            lr.severity_text or "", sev.value if sev is not None else 0, service,
-            "" if body is None else text(body),
-            rec.resource.schema_url or "" if rec.resource is not None else "", res_json,
-            (scope.schema_url or "") if scope else "", scope.name if scope else "",
-            (scope.version or "") if scope else "", attributes_json(scope.attributes if scope else None),
-            attributes_json(lr.attributes), lr.event_name or "",
+            format(trace_id, "032x") if trace_id else "", format(lr.span_id, "016x") if trace_id else "",
+            int(lr.trace_flags or 0), lr.severity_text or "", sev.value if sev is not None else 0, service,
+            body if type(body) is str and body.isascii() else ("" if body is None else text(body)),
+            (resource.schema_url or "") if resource is not None else "", res_json,
+            sc[0], sc[1], sc[2], sc[3], attributes_json(attrs) if attrs else "{}", lr.event_name or "",
         ))
     return rows
 

@@ -20,17 +20,25 @@ import pandas as pd
 from omegaml_otel.stores import schema
 from omegaml_otel.stores.base import Cond, MapKey, Store, StoreError, to_ns
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQL_TYPE = {"time": "INTEGER", "int": "INTEGER", "float": "REAL", "str": "TEXT", "map": "TEXT", "list": "TEXT"}
+#: (index name, columns) per table. otel_logs has no TraceId index: it cost a fifth of every log write, and
+#: log-to-span joins start from the (indexed) spans.
 _INDEXES = {
-    schema.LOGS: ["Timestamp", "TraceId", "ScopeName, Timestamp"],
-    schema.TRACES: ["Timestamp", "TraceId", "SpanName, Timestamp"],
-    schema.GAUGE: ["TimeUnix", "MetricName, TimeUnix"],
-    schema.SUM: ["TimeUnix", "MetricName, TimeUnix"],
-    schema.HISTOGRAM: ["TimeUnix", "MetricName, TimeUnix"],
+    schema.LOGS: [("otel_logs_idx0", "Timestamp"), ("otel_logs_scope_ts", "ScopeName, Timestamp")],
+    schema.TRACES: [("otel_traces_idx0", "Timestamp"), ("otel_traces_idx1", "TraceId"),
+                    ("otel_traces_idx2", "SpanName, Timestamp")],
+    schema.GAUGE: [("otel_metrics_gauge_idx0", "TimeUnix"), ("otel_metrics_gauge_idx1", "MetricName, TimeUnix")],
+    schema.SUM: [("otel_metrics_sum_idx0", "TimeUnix"), ("otel_metrics_sum_idx1", "MetricName, TimeUnix")],
+    schema.HISTOGRAM: [("otel_metrics_histogram_idx0", "TimeUnix"),
+                       ("otel_metrics_histogram_idx1", "MetricName, TimeUnix")],
 }
-#: ordered migrations; entry i brings the schema from version i to i+1
-_MIGRATIONS: list[list[str]] = []
+#: ordered migrations; entry i brings the schema from version i+1 to i+2
+_MIGRATIONS: list[list[str]] = [
+    # 1 -> 2: drop the TraceId index of otel_logs; (ScopeName, Timestamp) gets a name that says what it is
+    ["DROP INDEX IF EXISTS otel_logs_idx1", "DROP INDEX IF EXISTS otel_logs_idx2",
+     'CREATE INDEX IF NOT EXISTS otel_logs_scope_ts ON otel_logs ("ScopeName", "Timestamp")'],
+]
 _OPS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
@@ -43,9 +51,9 @@ def ddl() -> list[str]:
     for table, cols in schema.TABLES.items():
         body = ", ".join(f"{_q(c)} {_SQL_TYPE[k]}" for c, k in cols)
         stmts.append(f"CREATE TABLE IF NOT EXISTS {table} ({body})")
-        for i, idx in enumerate(_INDEXES[table]):
+        for name, idx in _INDEXES[table]:
             cols_sql = ", ".join(_q(c.strip()) for c in idx.split(","))
-            stmts.append(f"CREATE INDEX IF NOT EXISTS {table}_idx{i} ON {table} ({cols_sql})")
+            stmts.append(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({cols_sql})")
     return stmts
 
 
@@ -113,6 +121,8 @@ class SqliteStore(Store):
                 for step in _MIGRATIONS[version - 1:]:
                     for stmt in step:
                         conn.execute(stmt)
+                for stmt in ddl():  # tables and indexes a later version added ('IF NOT EXISTS')
+                    conn.execute(stmt)
                 conn.execute("INSERT INTO omtel_schema VALUES (?)", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
