@@ -301,7 +301,7 @@ def to_compat(raw: pd.DataFrame, extras: list[str] = ()) -> pd.DataFrame:
         text[py] = _python_text(ns[py], logger.to_numpy()[py], level.to_numpy()[py], msg.to_numpy()[py])
     if is_simple.any():
         text[is_simple] = [f"{t} {lv} {m}" for t, lv, m in zip(
-            _iso(ns[is_simple], "us"), level.to_numpy()[is_simple], msg.to_numpy()[is_simple])]
+            _iso(ns[is_simple]), level.to_numpy()[is_simple], msg.to_numpy()[is_simple])]
         init = levelno == 999
         text[init] = msg.to_numpy()[init]
     df = pd.DataFrame({"level": level, "levelno": levelno, "logger": logger, "msg": msg, "text": text,
@@ -325,27 +325,39 @@ def _drop_repeated_init(df: pd.DataFrame) -> pd.DataFrame:
 _SEVERITY_TO_PYTHON = {1: 10, 5: 10, 9: 20, 13: 30, 17: 40, 21: 50}
 
 
-def _iso(ns: np.ndarray, unit: str) -> list[str]:
-    """'YYYY-MM-DD HH:MM:SS.ffffff' (unit 'us', as str(datetime)) or '... ,mmm' (unit 'ms', as logging's
-    asctime), from nanoseconds; C speed, no per-row Python formatting."""
-    s = np.datetime_as_string(ns.view("datetime64[ns]").astype(f"datetime64[{unit}]"), unit=unit)
-    chars = s.view(np.uint32).reshape(len(s), -1)
-    chars[:, 10] = ord(" ")
-    if unit == "ms":
-        chars[:, 19] = ord(",")
-    return s.tolist()
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique keys, index of each row's key): O(n) for the time-ordered rows the store returns."""
+    if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():
+        return np.unique(keys, return_inverse=True)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.array([], dtype=np.int64)
+    inverse = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(keys)]))
+    return keys[starts], inverse
+
+
+def _seconds(ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """'YYYY-MM-DD HH:MM:SS' of each time, formatted once per distinct second, and the sub-second remainder."""
+    sec, rem = np.divmod(ns, 10**9)
+    uniq, inverse = _groups(sec)
+    text = np.strings.replace(np.datetime_as_string(uniq.astype("datetime64[s]"), unit="s"), "T", " ")
+    return text.astype(object)[inverse], rem
+
+
+def _iso(ns: np.ndarray) -> list[str]:
+    """``str(datetime)`` of naive UTC times, as omega-ml's simple logger writes ``created``."""
+    prefix, rem = _seconds(ns)
+    return [f"{p}.{r:06d}" for p, r in zip(prefix, (rem // 1000).tolist())]
 
 
 def _local_offsets(ns: np.ndarray) -> np.ndarray:
     """The local UTC offset (ns) of each time. Zone and DST changes fall on 15-minute boundaries, so one
     ``time.localtime`` per 15-minute slot in the data gives every row's offset."""
-    slot = ns // (900 * 10**9)
-    uniq, inverse = np.unique(slot, return_inverse=True)
+    uniq, inverse = _groups(ns // (900 * 10**9))
     offsets = np.array([time.localtime(int(s) * 900).tm_gmtoff for s in uniq], dtype="int64")
     return offsets[inverse] * 10**9
 
 
 def _python_text(ns: np.ndarray, logger, level, msg) -> list[str]:
     """omega-ml's ``'%(asctime)s - %(name)s - %(levelname)s - %(message)s'`` with local-time asctime."""
-    asctime = _iso(ns + _local_offsets(ns), "ms")
-    return [f"{a} - {n} - {lv} - {m}" for a, n, lv, m in zip(asctime, logger, level, msg)]
+    prefix, rem = _seconds(ns + _local_offsets(ns))
+    return [f"{p},{r:03d} - {n} - {lv} - {m}"
+            for p, r, n, lv, m in zip(prefix, (rem // 10**6).tolist(), logger, level, msg)]
