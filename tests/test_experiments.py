@@ -14,6 +14,16 @@ import pytest
 from omegaml_otel.compat.experiment import COLUMNS, PROFILE_KEYS
 
 
+def _has_nvidia_gpu() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetCount() > 0
+    except Exception:
+        return False
+
+
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -39,7 +49,14 @@ def test_seed_profiling_with_ping(worker, om):
     assert len(row["cpu_load"].iloc[0]) == row["cpu_count"].iloc[0]
     assert all(0 <= x <= 100 for x in row["cpu_load"].iloc[0])
     assert len(row["cpu_avg"].iloc[0]) == 3 and 0 < row["disk_use"].iloc[0] <= 100
-    assert not any(k.startswith("gpu_") for k in profile.key)  # no NVML on this machine: no GPU keys, no error
+    gpu_keys = {k for k in profile.key if k.startswith("gpu_")}
+    if _has_nvidia_gpu():
+        assert gpu_keys == {"gpu_load", "gpu_memory_load", "gpu_memory_used", "gpu_memory_total", "gpu_power",
+                            "gpu_temperature"}
+        assert len(om.telemetry.metrics(MetricName="hw.gpu.utilization",
+                                        attributes={"omegaml.experiment": name}))
+    else:
+        assert not gpu_keys  # no NVML here: no GPU keys, and no error
     # the task's samples are tagged with the task id
     worker_samples = exp.data(event="profile", extra=True)
     assert set(worker_samples.taskid) - {""} == {success.value["task_id"]}
@@ -268,3 +285,24 @@ def test_plot(om, tmp_path):
     assert (tmp_path / "exp.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="nothing to plot"):
         om.runtime.experiment(_name("none")).plot()
+
+
+def test_seed_profiling_with_a_notebook_job(worker, om):
+    """The seed page's example as written: a notebook job doing a matmul, profiled, run twice."""
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parent.parent / "examples" / "jobs" / "testcpu.ipynb"
+    om.jobs.put(str(notebook), "testcpu")
+    name = _name("perf")
+    for _ in range(2):
+        with om.runtime.experiment(name, provider="profiling") as exp:
+            om.runtime.job("testcpu").run().get(timeout=120)
+    df = exp.data()
+    assert list(df.columns) == COLUMNS and set(df.run) == {2}
+    events = set(df.event)
+    assert {"start", "task_call", "task_success", "profile", "stop"} <= events
+    call = df[df.event == "task_call"].iloc[0]
+    assert call.key == "omegaml.notebook.tasks.run_omegaml_job"
+    assert df[df.event == "task_success"].iloc[0].value["result"]["status"] == "OK"
+    assert set(df[df.event == "profile"].key) >= set(PROFILE_KEYS)
+    assert sorted(set(exp.data(run="all").run)) == [1, 2]

@@ -96,11 +96,15 @@ class Experiment:
         flush_outside_task()
         return provider
 
-    def _conds(self, **attrs) -> list[Cond]:
-        conds = [Cond("ScopeName", "eq", events.SCOPE), Cond(_LA, "eq", self.name, key=events.EXPERIMENT)]
-        for name, value in attrs.items():
-            key = {"event": events.EVENT, "run": events.RUN}[name]
-            conds.append(Cond(_LA, "in" if isinstance(value, (list, tuple)) else "eq", value, key=key))
+    def _conds(self, event=None, run=None) -> list[Cond]:
+        """Filters for this experiment's events; plain columns first (EventName holds the event), so the store
+        compares them before it decodes any attribute JSON."""
+        conds = [Cond("ScopeName", "eq", events.SCOPE)]
+        if event is not None:
+            conds.append(Cond("EventName", "in" if isinstance(event, (list, tuple)) else "eq", event))
+        conds.append(Cond(_LA, "eq", self.name, key=events.EXPERIMENT))
+        if run is not None:
+            conds.append(Cond(_LA, "in" if isinstance(run, (list, tuple)) else "eq", run, key=events.RUN))
         return conds
 
     # -- runs --------------------------------------------------------------------------------------------------
@@ -231,7 +235,10 @@ class Experiment:
         if clash:
             raise ValueError(f"extra key(s) {sorted(clash)} clash with event columns; rename them")
         events.emit(self.name, self._run_id, event, key, value, step, dt, {**self._extra, **extra}, provider)
-        flush_outside_task()
+        if event in ("start", "stop"):
+            # other processes number runs and check their status from these; everything else is flushed
+            # within OMTEL_FLUSH_INTERVAL, and data() flushes this process first
+            flush_outside_task()
 
     def log_metric(self, key: str, value, step: int | None = None, dt=None, **extra) -> None:
         self._log("metric", key, value, step, dt, **extra)
@@ -387,23 +394,23 @@ class Experiment:
         return self._run_ids(run if isinstance(run, (list, tuple)) else [run])
 
     def _events(self, run_ids, lower, upper, number, extra, filters) -> pd.DataFrame:
-        conds = [*self._conds(), Cond(_LA, "ne", "", key=events.RUN)]
+        conds = [*self._conds(), Cond(_LA, "ne", "", key=events.RUN)]  # not the experiment/clear records
         if run_ids is not None:
             conds.append(Cond(_LA, "in", run_ids, key=events.RUN))
         for name, value in filters.items():
             conds.append(Cond(_LA, "in" if isinstance(value, (list, tuple)) else "eq",
                               value, key={"taskid": "celery.task_id"}.get(name, events.EXTRA + name)))
-        cols = ["Timestamp", MapKey(_LA, events.RUN), MapKey(_LA, events.EVENT), MapKey(_RA, "host.name"),
-                MapKey(_LA, events.STEP), MapKey(_LA, events.KEY), MapKey(_LA, events.VALUE),
-                MapKey(_RA, "omegaml.user"), MapKey(_LA, "celery.task_id")]
+        cols = ["Timestamp", MapKey(_LA, events.RUN), "EventName", MapKey(_RA, "host.name"),
+                MapKey(_LA, events.STEP), MapKey(_LA, events.KEY), MapKey(_LA, events.VALUE)]
+        if extra:
+            cols += [MapKey(_RA, "omegaml.user"), MapKey(_LA, "celery.task_id")]
         raw = self.store.logs(conds=conds, columns=cols, since=lower, until=upper)
-        raw.columns = ["dt", "run_id", "event", "node", "step", "key", "value", "userid", "taskid"]
+        raw.columns = ["dt", "run_id", "event", "node", "step", "key", "value"] + (["userid", "taskid"] if extra
+                                                                                   else [])
         df = pd.DataFrame({
             "experiment": self.name, "run": raw.run_id.map(number).astype("Int64"), "event": raw.event,
             "dt": raw.dt, "node": raw.node, "step": pd.to_numeric(raw.step, errors="coerce"),
-            "key": raw.key.astype(object), "value": [json.loads(v) if isinstance(v, str) else None
-                                                    for v in raw.value]})
-        df = df[df.event != "experiment"]
+            "key": raw.key.astype(object), "value": _decode(raw.value)})
         if extra:
             for c in EXTRA_COLUMNS:
                 df[c] = raw.loc[df.index, c].fillna("")
@@ -432,6 +439,12 @@ class Experiment:
         bounds = df[df.event.isin(["start", "stop"])].groupby("run").dt.agg(["min", "max"])
         parts[("metric", "latency")] = ((bounds["max"] - bounds["min"]).dt.total_seconds()).describe()
         return pd.DataFrame(parts).T
+
+
+def _decode(values: pd.Series) -> list:
+    """JSON values of many events in one parse (a json.loads per row is most of reading 100k events)."""
+    texts = [v if isinstance(v, str) else "null" for v in values.tolist()]
+    return json.loads("[" + ",".join(texts) + "]") if texts else []
 
 
 def _as_list(value) -> list:
@@ -524,6 +537,13 @@ def profile_rows(m: pd.DataFrame, experiment: str, number: dict, extra: bool = F
     return df[columns]
 
 
+def _short(value, limit: int = 2000):
+    """A task argument as task_call shows it: long strings (a job's source, say) are cut, not copied whole."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:200]}… ({len(value)} characters)"
+    return value
+
+
 class TaskRun:
     """The worker side of a tracked task: events for the run that sent it, and a sampler while it runs."""
 
@@ -555,9 +575,9 @@ class TaskRun:
         return None
 
     def called(self, args, kwargs) -> None:
-        delegate = {k: v for k, v in (kwargs or {}).items() if not k.startswith("__")}
+        delegate = {k: _short(v) for k, v in (kwargs or {}).items() if not k.startswith("__")}
         events.emit(self.experiment, self.run_id, "task_call", self.task_name,
-                    {"args": list(args or ()), "kwargs": delegate})
+                    {"args": [_short(a) for a in args or ()], "kwargs": delegate})
         if self._sampler is not None:
             self._sampler.start()
 

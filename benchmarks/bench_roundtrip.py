@@ -1,0 +1,257 @@
+"""Task round trip: ``om.runtime.ping()`` (send + worker run + ``.get()``) instrumented vs a plain Celery app.
+
+Three sides, measured in the same run, each by its own client process, in alternating blocks:
+
+- ``logging on``  -- ``om.runtime.mode(logging=True); om.runtime.ping()`` against an ``omtel worker``
+  (prefork, concurrency 2): producer/consumer spans, the task's 4 log lines (simple logger, two Python loggers,
+  print) bridged and flushed to SQLite before the result is published;
+- ``logging off`` -- the same client and worker with ``om.runtime.mode(logging=False)`` (spans, the worker's
+  root-logger bridge, flush-before-result still active);
+- ``plain``       -- ``benchmarks/plain_app.py``: same broker/backend config (``celery_config(settings())``), a
+  ping task returning the same dict, started as ``celery -A plain_app worker --pool=prefork --concurrency=2`` with
+  its own broker folder, and a client that imports no OpenTelemetry.
+
+Both workers run during the whole benchmark (each polls its broker folder every 10 ms), so the idle cost of the
+other one is shared by all sides. The reported figure is the median round trip; ratios are medians vs plain.
+
+    python benchmarks/bench_roundtrip.py [--rounds 15 --block 20] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    BENCH_DIR,
+    emit_result,
+    fresh_home,
+    loadavg,
+    machine,
+    median,
+    pct,
+    pythonpath,
+    remove_home,
+    table,
+    verdict,
+)
+
+SIDES = ("plain", "logging off", "logging on")
+TARGETS = {"logging on": 1.25, "logging off": 1.10}
+
+
+# -- client side (a subprocess per side) -----------------------------------------------------------------------------
+def client(side: str) -> None:
+    if side == "plain":
+        from plain_app import app
+
+        def ping():
+            return app.send_task("omegaml.tasks.omega_ping").get(timeout=10, interval=0.01)
+    else:
+        import omegaml_otel as om
+
+        om.runtime.mode(logging=(side == "logging on"))
+
+        def ping():
+            return om.runtime.ping()
+
+    # wait for the worker (first ping may take a while), then a short warm-up
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ping()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+    for _ in range(5):
+        ping()
+    print("READY", flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "QUIT":
+            break
+        if cmd == "CHECK":
+            mods = app.send_task("bench.plain_otel_modules").get(timeout=10, interval=0.01) if side == "plain" \
+                else []
+            print(json.dumps({"client": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
+                              "worker": mods}), flush=True)
+            continue
+        times = []
+        for _ in range(int(cmd)):
+            t0 = time.perf_counter()
+            ping()
+            times.append(time.perf_counter() - t0)
+        print(json.dumps(times), flush=True)
+
+
+class Client:
+    def __init__(self, side: str, env: dict):
+        self.side = side
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--client", side], env=env,
+                                     cwd=env["OMTEL_HOME"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def wait_ready(self):
+        line = self.proc.stdout.readline()
+        if line.strip() != "READY":
+            raise RuntimeError(f"client {self.side!r} did not start (exit code {self.proc.poll()})")
+
+    def ask(self, cmd: str):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"client {self.side!r} died (exit code {self.proc.poll()})")
+        return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("QUIT\n")
+                self.proc.stdin.flush()
+                self.proc.wait(20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def task_durations(om, sides_by_pid: dict[int, str]) -> dict[str, float]:
+    """Median duration of the worker's ``run/omegaml.tasks.omega_ping`` span per side, joined to the client's
+    producer span by trace id (the client is told apart by its resource's process.pid)."""
+    try:
+        spans = om.telemetry.spans()
+        prod = spans[spans["SpanName"] == "apply_async/omegaml.tasks.omega_ping"]
+        side = prod["ResourceAttributes"].map(lambda r: sides_by_pid.get(int(r.get("process.pid", 0))))
+        prod = prod.assign(side=side).dropna(subset=["side"])
+        run = spans[spans["SpanName"] == "run/omegaml.tasks.omega_ping"]
+        joined = run.merge(prod[["TraceId", "side"]], on="TraceId")
+        return {k: g["Duration"].median() / 1e6 for k, g in joined.groupby("side")}
+    except Exception as exc:  # informational only
+        print(f"# (task span durations not available: {exc})")
+        return {}
+
+
+# -- driver --------------------------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--block", type=int, default=20, help="pings per side per round (sides alternate)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 rounds of 10")
+    ap.add_argument("--client", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.client:
+        client(args.client)
+        return 0
+    if args.quick:
+        args.rounds, args.block = 3, 10
+
+    plain_home = fresh_home("roundtrip-plain")
+    home = fresh_home("roundtrip")          # this process's OMTEL_HOME: the instrumented side
+    env_om = {**os.environ, "PYTHONPATH": pythonpath(BENCH_DIR)}
+    env_plain = {**env_om, "OMTEL_HOME": str(plain_home)}
+    # the filesystem transport writes a control/ folder into the cwd of every process that uses it: keep it in the
+    # temporary homes (the omtel worker inherits this process's cwd)
+    os.chdir(home)
+    print(f"# task round trip, {args.rounds} rounds x {args.block} pings per side; {machine()}; "
+          f"load {loadavg()}")
+
+    from omegaml_otel.runtimes.worker import worker_process
+
+    clients: list[Client] = []
+    plain_log = open(plain_home / "worker.log", "w")
+    om_log = open(home / "worker.log", "w")
+    plain = subprocess.Popen(
+        ["celery", "-A", "plain_app", "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO",
+         "-Q", "omegaml", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        env=env_plain, cwd=plain_home, stdout=subprocess.DEVNULL, stderr=plain_log)
+    crashed = None
+    try:
+        with worker_process(concurrency=2, env=env_om, stderr=om_log):
+            clients = [Client(s, env_plain if s == "plain" else env_om) for s in SIDES]
+            for c in clients:
+                c.wait_ready()
+            times: dict[str, list[float]] = {s: [] for s in SIDES}
+            t_start = time.monotonic()
+            for r in range(args.rounds):
+                order = clients[r % 3:] + clients[:r % 3]   # rotate who goes first
+                for c in order:
+                    times[c.side] += c.ask(str(args.block))
+            elapsed = time.monotonic() - t_start
+            check = clients[0].ask("CHECK")
+            import omegaml_otel as om
+            stored = len(om.logger.dataset.get())
+            time.sleep(0.6)   # the clients' and the worker's span buffers flush every 0.2 s
+            task_ms = task_durations(om, {c.proc.pid: c.side for c in clients if c.side != "plain"})
+    except RuntimeError as exc:
+        crashed = exc
+    finally:
+        for c in clients:
+            c.close()
+        if plain.poll() is None:
+            plain.send_signal(signal.SIGTERM)
+            try:
+                plain.wait(30)
+            except subprocess.TimeoutExpired:
+                plain.kill()
+        plain_log.close()
+        om_log.close()
+
+    if crashed is not None:
+        for name, folder in (("omtel", home), ("plain", plain_home)):
+            log = (folder / "worker.log").read_text(errors="replace")
+            if "Unrecoverable error: JSONDecodeError" in log:
+                print(f"# FAILED: the {name} worker died reading a half-written broker message file (kombu "
+                      "filesystem transport race, celery/kombu#1551: is runtimes/fstransport.py in use? see "
+                      f"docs/performance.md). Worker log: {folder / 'worker.log'}")
+                return 3
+        raise crashed
+    base = median(times["plain"])
+    rows, result = [], {}
+    for s in SIDES:
+        t = times[s]
+        ratio = median(t) / base
+        target = TARGETS.get(s)
+        rows.append([s, len(t), median(t) * 1e3, sum(t) / len(t) * 1e3, pct(t, 0.1) * 1e3, pct(t, 0.9) * 1e3, ratio,
+                     f"<= {target}" if target else "", verdict(ratio, target) if target else "baseline"])
+        result[s.replace(" ", "_") + "_ms"] = median(t) * 1e3
+        result[s.replace(" ", "_") + "_mean_ms"] = sum(t) / len(t) * 1e3
+        if target:
+            result["ratio_" + s.replace(" ", "_")] = ratio
+    print(table(["side", "pings", "median ms", "mean ms", "p10 ms", "p90 ms", "ratio vs plain", "target", ""], rows))
+    n_on = len(times["logging on"]) + 6   # + the client's ready/warm-up pings
+    print(f"# {elapsed:.1f}s of pinging; log dataset rows stored by the logging-on side: {stored} "
+          f"(4 per ping expected: >= {4 * n_on}, plus 'log init')")
+    runtimes = {}
+    for name, folder in (("plain", plain_home), ("omtel (on+off)", home)):
+        found = re.findall(r"omega_ping\[[^]]+\] succeeded in ([0-9.e-]+)s", (folder / "worker.log").read_text())
+        if found:
+            runtimes[name] = median([float(x) for x in found]) * 1e3
+    if runtimes:
+        print("# Celery's own task runtime ('succeeded in', median): " + ", ".join(f"{k} {v:.2f} ms" for k, v in
+                                                                               runtimes.items()))
+    if task_ms:
+        print("# worker-side task time (median duration of the run/omegaml.tasks.omega_ping span, incl. the log "
+              "flush before the result is published): " + ", ".join(f"{k} {v:.2f} ms" for k, v in
+                                                                  sorted(task_ms.items())))
+        for k, v in task_ms.items():
+            result["task_" + k.replace(" ", "_") + "_ms"] = v
+    print(f"# OpenTelemetry modules in the plain client: {len(check['client'])}, in a plain worker child: "
+          f"{len(check['worker'])}")
+    if check["client"] or check["worker"]:
+        print("# WARNING: the plain side loaded OpenTelemetry modules: " + ", ".join(check["client"] + check["worker"]))
+    remove_home(home)
+    remove_home(plain_home)
+    emit_result("roundtrip", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Run every benchmark (each in its own process and temporary OMTEL_HOME) and summarise ratios vs targets.
+
+    python benchmarks/run_all.py              # each benchmark once, default sizes (a few minutes on 2 cores)
+    python benchmarks/run_all.py --runs 3     # each benchmark 3 times; the summary shows the median of the runs
+    python benchmarks/run_all.py --quick      # smoke run, small sizes (about a minute)
+    python benchmarks/run_all.py --only roundtrip,read
+
+A benchmark that exits with code 3 hit the filesystem broker's half-written-message race (docs/performance.md);
+it is retried up to twice and the retries are reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import loadavg, machine, median, table  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+BENCHES = {
+    "roundtrip": "bench_roundtrip.py",
+    "logcall": "bench_logcall.py",
+    "throughput": "bench_throughput.py",
+    "read": "bench_read.py",
+    "profiler": "bench_profiler.py",
+    "expdata": "bench_expdata.py",
+}
+#: (benchmark, metric, label, target, higher is better)
+TARGETS = [
+    ("roundtrip", "ratio_logging_on", "task round trip, logging on / plain Celery (median ping)", 1.25, False),
+    ("roundtrip", "ratio_logging_off", "task round trip, logging off / plain Celery (median ping)", 1.10, False),
+    ("logcall", "ratio_bridge", "logger.info via LogBridge incl. flush / FileHandler", 1.5, False),
+    ("logcall", "ratio_stock", "  reference: stock OTel LoggingHandler / FileHandler", None, False),
+    ("throughput", "root_bridge_per_s", "log records/s into SQLite, 2 workers (root bridge)", 50_000, True),
+    ("throughput", "log_dataset_per_s", "log records/s into SQLite, 2 workers (log dataset)", 50_000, True),
+    ("read", "ratio_reader", "dataset.get() / bare SQL of the same rows", 1.5, False),
+    ("profiler", "share_pct", "profiler CPU at 1 Hz, % of one core", 1.0, False),
+    ("expdata", "ratio", "exp.data(run='all'), 100 runs x 1,000 events / bare SQL", 1.5, False),
+]
+
+
+def run_one(name: str, quick: bool, retries: int = 2) -> tuple[dict | None, int]:
+    cmd = [sys.executable, str(HERE / BENCHES[name])] + (["--quick"] if quick else [])
+    crashes = 0
+    while True:
+        print(f"\n$ {' '.join(cmd[1:])}", flush=True)
+        t = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        result = None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            if line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT "):])
+        proc.wait()
+        print(f"# ({time.monotonic() - t:.0f}s, exit code {proc.returncode})")
+        if proc.returncode == 3 and crashes < retries:
+            crashes += 1
+            continue
+        return (result if proc.returncode == 0 else None), crashes
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--runs", type=int, default=1, help="run each benchmark this many times; report the median")
+    ap.add_argument("--only", default="", help="comma list of: " + ", ".join(BENCHES))
+    args = ap.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
+
+    print(f"# omegaml-otel benchmarks{' (quick)' if args.quick else ''}: {machine()}; load {loadavg()}")
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    crashes: dict[str, int] = {n: 0 for n in names}
+    failed: list[str] = []
+    for r in range(args.runs):
+        for n in names:
+            res, c = run_one(n, args.quick)
+            crashes[n] += c
+            if res is None:
+                failed.append(f"{n} (run {r + 1})")
+            else:
+                results[n].append(res)
+
+    rows = []
+    for bench, metric, label, target, higher in TARGETS:
+        values = [res[metric] for res in results.get(bench, []) if metric in res]
+        if not values:
+            continue
+        med = median(values)
+        each = ", ".join(f"{v:,.0f}" if higher else f"{v:.2f}" for v in values)
+        if target is None:
+            verdict = ""
+        else:
+            ok = med >= target if higher else med <= target
+            verdict = ("meets" if ok else "MISSES") + f" ({'>=' if higher else '<='} {target:,})"
+        rows.append([label, f"{med:,.0f}" if higher else f"{med:.2f}", each, verdict])
+    print(f"\n# summary: median of {args.runs} run(s); load now {loadavg()}")
+    print(table(["measure", "median", "runs", "target"], rows))
+    for n, c in crashes.items():
+        if c:
+            print(f"# {n}: {c} attempt(s) died on the filesystem broker's half-written-message race and were retried")
+    if failed:
+        print("# FAILED: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
