@@ -43,27 +43,42 @@ def _ping(args) -> int:
     return 0
 
 
+_TESTCPU = """\
+import numpy as np
+A = np.random.rand(1000, 1000)
+B = np.random.rand(1000, 1000)
+C = np.matmul(A, B)
+print('matmul done', C.shape)
+"""
+
+
 def _demo(args) -> int:
     import omegaml_otel as om
+    from omegaml_otel.runtimes.worker import worker_process
     from omegaml_otel.settings import settings
 
     print(f"# embedded store: {settings().store_url}")
-    from omegaml_otel.runtimes.worker import worker_process
-
-    with worker_process(), pd.option_context("display.width", 200, "display.max_colwidth", 50):
+    show = pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60)
+    with worker_process(), show:
         print("\n>>> om.runtime.mode(logging=True); om.runtime.ping(fox='bar'); om.logger.dataset.get()")
         om.logger.reset()
         om.runtime.mode(logging=True)
         print(om.runtime.ping(fox="bar"))
         print(om.logger.dataset.get())
         print("\n>>> logger = om.logger.getLogger('mylogger'); logger.info('some message')")
-        logger = om.logger.getLogger("mylogger")
-        logger.info("some message")
+        om.logger.getLogger("mylogger").info("some message")
         print(om.logger.dataset.get(logger="mylogger"))
-        print("\n>>> om.telemetry.spans() (task spans of this run)")
+        print("\n>>> with om.runtime.experiment('perf', provider='profiling') as exp: "
+              "om.runtime.job('testcpu').run().get()")
+        om.runtime.mode(logging=False)
+        om.jobs.put(_TESTCPU, "testcpu")
+        with om.runtime.experiment("perf", provider="profiling") as exp:
+            om.runtime.job("testcpu").run().get(timeout=120)
+        print(exp.data())
+        print("\n>>> om.telemetry.spans() (the spans of that run: one trace)")
         time.sleep(0.5)
-        spans = om.telemetry.spans(since="1m")
-        print(spans[["Timestamp", "SpanName", "SpanKind", "ServiceName", "TraceId", "Duration"]].tail(4))
+        spans = om.telemetry.spans(TraceId=exp.data(extra=True).run_id.iloc[0])
+        print(spans[["Timestamp", "SpanName", "SpanKind", "ServiceName", "Duration"]])
     return 0
 
 

@@ -107,8 +107,7 @@ class ProfileSampler:
     def stop(self) -> None:
         provider, self._provider = self._provider, None
         if provider is not None:
-            provider.force_flush()  # the last sample, at stop
-            provider.shutdown()
+            provider.shutdown()  # the periodic reader's last collection is the sample at stop
 
     # -- one reading per collection, shared by all instruments of that collection -----------------------------
     def _read(self, key: str):
