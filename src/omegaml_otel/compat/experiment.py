@@ -368,12 +368,16 @@ class Experiment:
         upper = parse_time(end, name="end", future=True, now=now) if end is not None else None
         df = self._events(run_ids, lower, upper, number, extra, filters)
         wants_profile = event is None or event in ("all", "*") or "profile" in _as_list(event)
-        if wants_profile:
-            df = pd.concat([df, self._profile_rows(run_ids, lower, upper, number, extra)], ignore_index=True)
+        profile = self._profile_rows(run_ids, lower, upper, number, extra) if wants_profile else ()
+        if len(profile):
+            df = pd.concat([df, profile], ignore_index=True) if len(df) else profile
         df = _filter(df, "event", event)
         df = _filter(df, "key", key)
         df = _filter(df, "step", step)
-        df = df.sort_values(["dt"], kind="stable", ignore_index=True)
+        if len(profile):  # events come time-ordered from the store; samples are merged in
+            df = df.sort_values(["dt"], kind="stable", ignore_index=True)
+        else:
+            df = df.reset_index(drop=True)
         if slice is not None:
             a, b = (slice.start, slice.stop) if hasattr(slice, "start") else slice
             df = df.iloc[a:b].reset_index(drop=True)
