@@ -143,3 +143,23 @@ def test_collector_down_does_not_break_tasks(tmp_path):
     import re
     runtimes = [float(t) for t in re.findall(r"succeeded in ([0-9.e-]+)s", log)]
     assert len(runtimes) == 3 and max(runtimes) < 0.5, runtimes  # no task waits for the absent collector
+
+
+def test_their_tasks_are_tracked_in_an_experiment(tmp_path):
+    """A task of someone else's app sent inside an experiment block is tracked by their (instrumented) worker."""
+    env = _env(tmp_path)
+    instrument = str(BIN / "opentelemetry-instrument")
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([instrument, str(BIN / "celery"), "-A", "userapp", "worker", "--pool=prefork",
+                               "--concurrency=1", "--loglevel=INFO"], env=env, stdout=log, stderr=log)
+    try:
+        client = subprocess.run([instrument, sys.executable, str(APP / "exp_client.py")], env=env,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        log.close()
+    assert client.returncode == 0, client.stderr
+    rows = client.stdout.strip().splitlines()[-1].split(",")
+    assert rows[0] == "start:" and rows[-1] == "stop:"
+    assert "task_call:userapp.add" in rows and "task_success:userapp.add" in rows

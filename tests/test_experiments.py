@@ -306,3 +306,27 @@ def test_seed_profiling_with_a_notebook_job(worker, om):
     assert df[df.event == "task_success"].iloc[0].value["result"]["status"] == "OK"
     assert set(df[df.event == "profile"].key) >= set(PROFILE_KEYS)
     assert sorted(set(exp.data(run="all").run)) == [1, 2]
+
+
+def test_legacy_experiment_kwarg(worker, om):
+    """omega-ml clients send __experiment as a task kwarg: the task is tracked in a run of its own."""
+    name = _name("legacy")
+    result = om.runtime.task("omegaml.tasks.omega_ping").apply_async(kwargs={"__experiment": name, "fox": "bar"})
+    assert result.get(timeout=30)["kwargs"] == {"fox": "bar"}
+    df = om.runtime.experiment(name).data(run="all")
+    assert list(df.event) == ["start", "task_call", "task_success", "stop"]
+    assert df.value.iloc[1] == {"args": [], "kwargs": {"fox": "bar"}}
+
+
+def test_events_readable_while_the_run_goes_on(worker, om):
+    name = _name("live")
+    with om.runtime.experiment(name) as exp:
+        result = om.runtime.task("tests.log_burst").apply_async(args=(40, "live", 0.05))
+        deadline = time.monotonic() + 20
+        seen = set()
+        while time.monotonic() < deadline and "task_call" not in seen:
+            seen = set(exp.data().event)
+            time.sleep(0.1)
+        assert "task_call" in seen and not result.ready()  # the task is still running
+        assert result.get(timeout=30) == 40
+    assert "task_success" in set(exp.data().event)

@@ -40,6 +40,8 @@ class Settings:
     max_queue: int = 200_000
     broker_polling: float = 0.01
     worker_concurrency: int = 2
+    #: seconds between profiling samples (exp.profiler.interval overrides it per experiment object)
+    profile_interval: float = 1.0
     #: extra task modules the runtime's Celery app imports (the worker runs them too)
     imports: tuple[str, ...] = ()
 
@@ -102,6 +104,7 @@ def settings() -> Settings:
         max_queue=int(_float(env, "OMTEL_MAX_QUEUE", 200_000)),
         broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
         worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
+        profile_interval=_float(env, "OMTEL_PROFILE_INTERVAL", 1.0),
         imports=tuple(m.strip() for m in env.get("OMTEL_IMPORTS", "").split(",") if m.strip()),
     )
 

@@ -26,6 +26,7 @@ from omegaml_otel.compat import events
 from omegaml_otel.compat.logger import flush_outside_task
 from omegaml_otel.compat.timeparse import parse_time, utcnow
 from omegaml_otel.export.providers import telemetry
+from omegaml_otel.settings import settings
 from omegaml_otel.stores import Cond, MapKey, Store, StoreError, default_store
 
 PROVIDERS = ("simple", "profiling", "notrack")
@@ -73,7 +74,7 @@ class Experiment:
         self._extra: dict[str, Any] = {}
         self._since_dtnow = None
         self._profiler = None
-        self._interval = float(interval) if interval is not None else 1.0
+        self._interval = float(interval) if interval is not None else settings().profile_interval
 
     # -- persistence of the provider ---------------------------------------------------------------------------
     @property
