@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -163,7 +162,7 @@ def main() -> int:
     print(f"# task round trip, {args.rounds} rounds x {args.block} pings per side; {machine()}; "
           f"load {loadavg()}")
 
-    from omegaml_otel.runtimes.worker import worker_process
+    from omegaml_otel.runtimes.worker import stop_process, worker_process
 
     clients: list[Client] = []
     plain_log = open(plain_home / "worker.log", "w")
@@ -195,12 +194,7 @@ def main() -> int:
     finally:
         for c in clients:
             c.close()
-        if plain.poll() is None:
-            plain.send_signal(signal.SIGTERM)
-            try:
-                plain.wait(30)
-            except subprocess.TimeoutExpired:
-                plain.kill()
+        stop_process(plain)
         plain_log.close()
         om_log.close()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from omegaml_otel.runtimes.worker import stop_process
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -68,10 +69,5 @@ def test_own_celery_app_under_opentelemetry_instrument(tmp_path):
         assert printed.LogAttributes["log.iostream"] == "stdout"
         assert printed.TraceId == spans.TraceId.iloc[0]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker)
         log.close()
