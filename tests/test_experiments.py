@@ -221,6 +221,8 @@ def test_runs_filters_raw_batches(om):
     assert isinstance(raw, list) and len(raw) == 30 and set(raw[0]) == set(COLUMNS)
     batches = list(exp.data(run="all", batchsize=5, raw=True))
     assert all(isinstance(b, list) for b in batches) and sum(map(len, batches)) == 30
+    lazy = exp.data(run="all", lazy=True)
+    assert not isinstance(lazy, (list, pd.DataFrame)) and len(list(lazy)) == 30
     frames = list(exp.data(run="all", batchsize=5))
     assert all(isinstance(b, pd.DataFrame) for b in frames) and sum(map(len, frames)) == 30
     with pytest.raises(ValueError, match="has runs 1..10"):

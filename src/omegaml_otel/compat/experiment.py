@@ -340,19 +340,20 @@ class Experiment:
 
     def data(self, experiment: str | None = None, run=None, event=None, step=None, key=None, raw: bool = False,
              since=None, end=None, batchsize: int | None = None, slice=None, extra: bool = False,
-             **filters) -> pd.DataFrame | list | Iterator | None:
+             lazy: bool = False, **filters) -> pd.DataFrame | list | Iterator | None:
         """Events as a DataFrame with columns ``experiment, run, event, dt, node, step, key, value``.
 
         ``run``: None (this object's current run, or all runs when it has none or ``since`` is given), an int
         (negative counts from the latest), a list, a slice (inclusive, as omega-ml), or 'all'/'*'.
         ``event``/``key``/``step``: a value or a list. ``since``/``end``: datetime, timedelta, ISO string or
-        '5h'. ``raw=True``: a list of dicts; ``batchsize=N``: a generator of frames (or lists); ``slice=(a, b)``:
-        rows a..b-1 after filtering. ``extra=True`` adds userid, taskid, run_id. None when nothing was tracked.
+        '5h'. ``raw=True``: a list of dicts; ``batchsize=N``: a generator of frames (or lists); ``lazy=True``: an
+        iterator of dicts (omega-ml returned a database cursor); ``slice=(a, b)``: rows a..b-1 after filtering.
+        ``extra=True`` adds userid, taskid, run_id. None when nothing was tracked.
         """
         if experiment is not None and experiment != self.name:
             return Experiment(experiment, store=self._store).data(
                 run=run, event=event, step=step, key=key, raw=raw, since=since, end=end, batchsize=batchsize,
-                slice=slice, extra=extra, **filters)
+                slice=slice, extra=extra, lazy=lazy, **filters)
         if not self.tracking:
             return None
         telemetry().flush()
@@ -384,6 +385,8 @@ class Experiment:
             df = df.iloc[a:b].reset_index(drop=True)
         if batchsize:
             return _batches(df, batchsize, raw)
+        if lazy:
+            return iter(df.to_dict("records"))
         return df.to_dict("records") if raw else df
 
     def _select_runs(self, runs: pd.DataFrame, run, since) -> list[str] | None:
