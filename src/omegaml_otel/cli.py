@@ -82,6 +82,26 @@ def _demo(args) -> int:
     return 0
 
 
+def _schema_apply(args) -> int:
+    from omegaml_otel.stores import StoreError, open_store
+    from omegaml_otel.stores.clickhouse import ClickHouseStore
+
+    store = open_store(args.store, create=False)
+    try:
+        if not isinstance(store, ClickHouseStore):
+            raise StoreError(f"omtel schema apply is for ClickHouse stores (chdb:///path, clickhouse://host/db), "
+                             f"not {store.url}; the embedded SQLite store creates its tables itself")
+        if args.database:
+            store.database = args.database
+        stmts = store.apply_schema(ttl_days=args.ttl_days)
+        tables = store.tables()
+    finally:
+        store.close()
+    print(f"applied {len(stmts)} statements to {store.url} (database {store.database}); "
+          f"tables: {', '.join(sorted(tables))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omtel", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_ping)
     d = sub.add_parser("demo", help="start a worker, run the documented examples, print their DataFrames")
     d.set_defaults(func=_demo)
+    sc = sub.add_parser("schema", help="manage the ClickHouse tables")
+    scs = sc.add_subparsers(dest="schema_command", required=True)
+    ap = scs.add_parser("apply", help="create the database and tables (collector-config/clickhouse/schema.sql)")
+    ap.add_argument("--store", required=True, help="chdb:///abs/path or clickhouse://user:password@host:8123/otel")
+    ap.add_argument("--database", default=None, help="database name (default: the URL's, else otel)")
+    ap.add_argument("--ttl-days", type=int, default=None, help="drop data older than this many days")
+    ap.set_defaults(func=_schema_apply)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -42,6 +42,9 @@ class Settings:
     worker_concurrency: int = 2
     #: seconds between profiling samples (exp.profiler.interval overrides it per experiment object)
     profile_interval: float = 1.0
+    #: credentials for clickhouse:// store URLs that carry none (never shown in reprs or messages)
+    clickhouse_user: str = "default"
+    clickhouse_password: str = field(default="", repr=False)
     #: extra task modules the runtime's Celery app imports (the worker runs them too)
     imports: tuple[str, ...] = ()
 
@@ -105,6 +108,8 @@ def settings() -> Settings:
         broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
         worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
         profile_interval=_float(env, "OMTEL_PROFILE_INTERVAL", 1.0),
+        clickhouse_user=env.get("CLICKHOUSE_USER", "default"),
+        clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
         imports=tuple(m.strip() for m in env.get("OMTEL_IMPORTS", "").split(",") if m.strip()),
     )
 

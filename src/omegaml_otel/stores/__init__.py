@@ -18,7 +18,22 @@ def open_store(url: str, *, create: bool = True) -> Store:
         if not path.startswith("/"):
             raise StoreError(f"store URL {url!r} needs an absolute path: sqlite:////abs/path or sqlite:///abs/path")
         return SqliteStore("/" + path.lstrip("/"), create=create, url=url)
-    raise StoreError(f"store URL {url!r} is not supported; use sqlite:///<absolute path> "
+    if scheme in ("chdb", "clickhouse", "clickhouses"):
+        try:
+            from omegaml_otel.stores.clickhouse import ClickHouseStore, mask_url
+        except ImportError as exc:  # pragma: no cover - numpy/pandas are core dependencies
+            raise StoreError(f"store URL scheme {scheme}:// needs pip install 'omegaml-otel[clickhouse]' ({exc})") \
+                from exc
+        try:
+            import clickhouse_connect  # noqa: F401
+            if scheme == "chdb":
+                import chdb  # noqa: F401
+        except ImportError as exc:
+            raise StoreError(f"store URL {mask_url(url)!r} needs the ClickHouse client: "
+                             f"pip install 'omegaml-otel[clickhouse]' ({exc})") from exc
+        return ClickHouseStore(url, create=create)
+    raise StoreError(f"store URL {url!r} is not supported; use sqlite:///<absolute path>, chdb:///<absolute path> "
+                     "or clickhouse://user:password@host:8123/otel "
                      "(set OMTEL_STORE, or unset it for the embedded default under OMTEL_HOME)")
 
 
