@@ -39,7 +39,9 @@ SIGNALS = ("traces", "logs", "metrics")
 
 
 def _yaml_files():
-    return sorted(p for p in CONFIG.rglob("*") if p.suffix in (".yaml", ".yml"))
+    """The collector configurations: every YAML file in collector-config/ but Grafana's provisioning files."""
+    return sorted(p for p in CONFIG.rglob("*")
+                  if p.suffix in (".yaml", ".yml") and "grafana" not in p.relative_to(CONFIG).parts)
 
 
 def _ctype(name):
