@@ -37,16 +37,21 @@ while True:  # the worker is ready when it answers a ping on its own broker
 om.logger.reset()  # 'log init' goes over OTLP too: the embedded-store shortcut in dataset.ensure() is off
 om.runtime.mode(logging=True)
 result = om.runtime.ping(fox="bar")
-want = ["system", "simple", "celery", "omegaml", "root"]
+# the collector path delivers with a delay: wait for the ping's records (and this process's reset) to arrive
+df = om.logger.dataset.get(wait=True, timeout=20)
 deadline = time.monotonic() + 20
-while True:
-    df = om.logger.dataset.get()
-    spans = om.telemetry.spans()
-    names = set(spans.SpanName)
-    if list(df.logger) == want and "run/omegaml.tasks.omega_ping" in names or time.monotonic() > deadline:
+while True:  # spans end after the result is published, so they come a little later still
+    names = set(om.telemetry.spans().SpanName)
+    if "run/omegaml.tasks.omega_ping" in names or time.monotonic() > deadline:
         break
     time.sleep(0.2)
+try:  # a task whose records never come: a clear error naming the delay settings, not a hang
+    om.logger.dataset.get(wait="no-such-task", timeout=1)
+    missing = "no error"
+except TimeoutError as exc:
+    missing = str(exc)
 print(json.dumps({
+    "missing": missing,
     "rows": [[r.level, int(r.levelno), r.logger, r.msg, r.hostname] for r in df.itertuples()],
     "spans": sorted(names),
     "result": {"kwargs": result["kwargs"], "message": result["message"], "worker": result["worker"]},
@@ -146,6 +151,7 @@ def test_worker_through_rotel_into_clickhouse_read_over_http(tmp_path):
     assert rows[4][3].startswith("print log: running ping task")
     assert all(r[4] for r in rows)
     assert "run/omegaml.tasks.omega_ping" in out["spans"]
+    assert "no-such-task" in out["missing"] and "OTEL_BLRP_SCHEDULE_DELAY" in out["missing"]
     assert "apply_async/omegaml.tasks.omega_ping" in out["spans"]
     assert out["result"]["kwargs"] == {"fox": "bar"} and out["result"]["message"] == "ping return message"
     assert out["result"]["worker"].startswith("omtel")

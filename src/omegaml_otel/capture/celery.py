@@ -12,8 +12,10 @@ Wraps the upstream ``opentelemetry-instrumentation-celery`` (producer ``apply_as
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Collection
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.celery import CeleryInstrumentor as UpstreamCeleryInstrumentor
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
@@ -25,6 +27,28 @@ from omegaml_otel.capture.package import _instruments
 from omegaml_otel.export.providers import telemetry
 
 _BACKEND_CALLS = ("mark_as_done", "mark_as_failure", "mark_as_retry")
+
+
+#: scope and attribute of the record that closes a task's records on the collector path (see mark_task_end)
+TASK_END_SCOPE = "omegaml_otel.task"
+TASK_END_ATTR = "omegaml.task.end"
+
+
+def mark_task_end(task_id: str) -> None:
+    """Where log records travel through a collector, emit one more record after all of a task's records.
+
+    Log records leave a process in the order they were emitted, so once this one is in the store, so are the
+    task's others: readers wait for it (``om.logger.dataset.get(wait=...)``). The embedded store needs no marker:
+    a task's records are written before its result is published.
+    """
+    from omegaml_otel.export.emitter import emitter_for
+    from omegaml_otel.settings import STORE_EXPORTER, settings
+
+    if settings().exporters["logs"] == (STORE_EXPORTER,):
+        return
+    emitter_for().emit(TASK_END_SCOPE, timestamp=time.time_ns(), severity_number=SeverityNumber.INFO,
+                       severity_text="INFO", body="task end",
+                       attributes={**record_attributes.get(), "celery.task_id": task_id, TASK_END_ATTR: True})
 
 
 def _report(message: str) -> None:
@@ -125,6 +149,8 @@ class CeleryInstrumentor(BaseInstrumentor):
                             else {"exception": repr(outcome)})
         streams.flush_partial()
         try:
+            if args and wrapped.__name__ != "mark_as_retry":
+                mark_task_end(args[0])
             self._telemetry.flush_logs()
         except Exception:  # never keep a result from being published
             pass

@@ -108,7 +108,7 @@ class SimpleLogger:
 
     def reset(self) -> None:
         """Start the dataset afresh: earlier records stay in the store but no longer show in ``dataset.get()``."""
-        _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self._dataset_name, reset=True)
+        self.dataset._reset_ns = _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self._dataset_name, reset=True)
         self.dataset._initialized = True
 
     @property
@@ -138,13 +138,16 @@ class SimpleLogger:
         return df.iloc[::-1] if reverse else df
 
 
-def _emit(name: str, level: str, levelno: int, message, dataset: str, reset: bool = False) -> None:
+def _emit(name: str, level: str, levelno: int, message, dataset: str, reset: bool = False) -> int:
+    """Emit one dataset record; returns its timestamp (ns)."""
     attrs = {**record_attributes.get(), DATASET_ATTR: dataset, LEVELNO_ATTR: levelno}
     if reset:
         attrs[RESET_ATTR] = True
-    emitter_for().emit(name, timestamp=time.time_ns(), severity_number=SIMPLE_SEVERITY[level],
+    now = time.time_ns()
+    emitter_for().emit(name, timestamp=now, severity_number=SIMPLE_SEVERITY[level],
                        severity_text=level, body=str(message), attributes=attrs)
     flush_outside_task()
+    return now
 
 
 def flush_outside_task() -> None:
@@ -161,6 +164,8 @@ class LogDataset:
         self._store = store
         self._initialized = False
         self._reported = False
+        #: time of this process's latest reset(); waiting readers also wait for it to reach a collector-fed store
+        self._reset_ns: int | None = None
 
     @property
     def store(self) -> Store:
@@ -193,15 +198,19 @@ class LogDataset:
         return last["Timestamp"].iloc[0] if len(last) else None
 
     def get(self, filter: dict | None = None, *, since=None, end=None, extra: bool | list[str] = False,
-            **kwargs) -> pd.DataFrame:
+            wait=False, timeout: float = 30, **kwargs) -> pd.DataFrame:
         """Records as a DataFrame with columns ``level, levelno, logger, msg, text, hostname, created``.
 
         Filters: ``field=value`` or ``field__op=value`` (ops: eq, ne, lt, lte, gt, gte, in, contains, startswith)
         on those columns and on ``userid, taskid, trace_id, span_id, service``, given as keywords or as
         ``filter=dict(...)``; ``since``/``end`` bound ``created`` (datetime, timedelta, ISO string or '5h').
-        ``extra=True`` (or a list of names) adds the extra columns.
+        ``extra=True`` (or a list of names) adds the extra columns. ``wait=`` a task id, an AsyncResult or True (the
+        last task ``om.runtime`` sent) first waits up to ``timeout`` seconds until that task's records are in the
+        store, for stores fed through a collector, which deliver with a delay (the embedded store needs no wait).
         """
         telemetry().flush_logs()
+        if wait is not False and wait is not None:
+            self.wait_for_task(wait, timeout)
         filters = {**(filter or {}), **kwargs}
         extras = _extra_columns(extra)
         pushed, post = _parse_filters(filters)
@@ -219,6 +228,35 @@ class LogDataset:
         for field, op, value in post:
             df = df[_match(df[field], op, value)]
         return df.reset_index(drop=True)
+
+    def wait_for_task(self, task, timeout: float = 30) -> None:
+        """Block until the records of ``task`` (id, AsyncResult, or True: the runtime's last task) are stored."""
+        from omegaml_otel.capture.celery import TASK_END_SCOPE
+        from omegaml_otel.settings import STORE_EXPORTER
+
+        if task is True:
+            import omegaml_otel
+
+            task = omegaml_otel.runtime.last_task_id
+            if task is None:
+                raise ValueError("wait=True waits for the last task om.runtime sent, but none was sent yet; "
+                                 "pass wait=<task id or AsyncResult>")
+        task_id = getattr(task, "id", task)
+        if settings().exporters["logs"] == (STORE_EXPORTER,):
+            return  # embedded: a task's records are stored before its result is published
+        telemetry().logger_provider.force_flush()  # this process's own records (a reset, say) go out now
+        waits = [[Cond("ScopeName", "eq", TASK_END_SCOPE), Cond(_LA, "eq", str(task_id), key="celery.task_id")]]
+        if self._reset_ns is not None:
+            waits.append([Cond("ScopeName", "eq", SYSTEM_LOGGER), Cond("Timestamp", "eq", self._reset_ns),
+                          Cond(_LA, "eq", self.name, key=DATASET_ATTR)])
+        deadline = time.monotonic() + timeout
+        while not all(len(self.store.logs(conds=conds, columns=["Timestamp"], limit=1)) for conds in waits):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the records of task {task_id} did not reach store {self.store.url} within {timeout}s; the "
+                    "collector path delivers in batches (OTEL_BLRP_SCHEDULE_DELAY on the worker, the collector's "
+                    "batch timeout): pass a longer timeout=, or check that the worker exports to the collector")
+            time.sleep(0.1)
 
     def follow(self, interval: float = 0.5, **filters) -> Iterator[pd.DataFrame]:
         """Yield new records as they arrive (what ``omtel logs -f`` prints)."""

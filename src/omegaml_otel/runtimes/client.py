@@ -30,8 +30,10 @@ class RuntimeTask:
                            f"{', '.join(sorted(t for t in app.tasks if not t.startswith('celery.')))}")
         if self.runtime.is_local:
             result = app.tasks[self.name].apply(args=args, kwargs=kwargs, **options)
-            return result
-        return app.send_task(self.name, args=args, kwargs=kwargs, **options)
+        else:
+            result = app.send_task(self.name, args=args, kwargs=kwargs, **options)
+        self.runtime.last_task_id = result.id
+        return result
 
     def delay(self, *args, **kwargs) -> AsyncResult:
         return self.apply_async(args, kwargs)
@@ -44,6 +46,8 @@ class Runtime:
         self._local = False
         self._logging: Any = None
         self._instrumented = False
+        #: the id of the task this client sent last (``om.logger.dataset.get(wait=True)`` waits for its records)
+        self.last_task_id: str | None = None
 
     @property
     def app(self):
