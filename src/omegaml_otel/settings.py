@@ -42,6 +42,9 @@ class Settings:
     worker_concurrency: int = 2
     #: seconds between profiling samples (exp.profiler.interval overrides it per experiment object)
     profile_interval: float = 1.0
+    #: seconds between exports to a collector (the SDK's OTEL_BLRP_SCHEDULE_DELAY / OTEL_BSP_SCHEDULE_DELAY, in ms)
+    otlp_logs_delay: float = 5.0
+    otlp_spans_delay: float = 5.0
     #: credentials for clickhouse:// store URLs that carry none (never shown in reprs or messages)
     clickhouse_user: str = "default"
     clickhouse_password: str = field(default="", repr=False)
@@ -108,6 +111,8 @@ def settings() -> Settings:
         broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
         worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
         profile_interval=_float(env, "OMTEL_PROFILE_INTERVAL", 1.0),
+        otlp_logs_delay=_float(env, "OTEL_BLRP_SCHEDULE_DELAY", 5000) / 1000,
+        otlp_spans_delay=_float(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
         clickhouse_user=env.get("CLICKHOUSE_USER", "default"),
         clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
         imports=tuple(m.strip() for m in env.get("OMTEL_IMPORTS", "").split(",") if m.strip()),

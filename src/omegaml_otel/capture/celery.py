@@ -157,5 +157,7 @@ class CeleryInstrumentor(BaseInstrumentor):
         return wrapped(*args, **kwargs)
 
     def _shutdown(self, **kwargs):
+        """The process is ending (a pool child leaves with os._exit, so atexit never runs): export what is
+        pending and report what could not be exported."""
         streams.flush_partial()
-        self._telemetry.flush()
+        self._telemetry.shutdown()

@@ -23,9 +23,12 @@ from omegaml_otel import _guard
 
 class ExportBuffer:
     def __init__(self, export: Callable[[list], None], *, name: str, interval: float = 0.2,
-                 max_batch: int = 4096, max_queue: int = 200_000):
+                 max_batch: int = 4096, max_queue: int = 200_000, block: bool = True):
+        """``block=False`` (a collector: it may be down for minutes) never makes the caller wait: beyond
+        ``max_queue`` pending records the oldest are dropped and counted instead."""
         self._export = export
         self.name = name
+        self.block = block
         self.interval = interval
         self.max_batch = max_batch
         self.high_water = 16 * max_batch
@@ -43,6 +46,7 @@ class ExportBuffer:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._reported = 0
 
     def add(self, item: Any) -> None:
         with self._lock:
@@ -55,6 +59,9 @@ class ExportBuffer:
             self._thread.start()
         if n == self.max_batch:
             self._wake.set()  # a full batch: the export thread writes it while the caller goes on
+        elif not self.block:
+            if n > self.max_queue:
+                self._drop_oldest(n - self.max_queue)
         elif n >= self.high_water:
             self.flush()  # the export thread cannot keep up: the caller writes (back-pressure, never a drop)
 
@@ -78,13 +85,17 @@ class ExportBuffer:
                     self._keep(batch, exc)
                     return False
 
+    def _drop_oldest(self, count: int) -> None:
+        with self._lock:
+            del self._items[:count]
+            self.dropped += count
+
     def _keep(self, batch: list, exc: BaseException) -> None:
         with self._lock:
             self._items[:0] = batch
-            excess = len(self._items) - self.max_queue
-            if excess > 0:
-                del self._items[:excess]
-                self.dropped += excess
+        excess = len(self._items) - self.max_queue
+        if excess > 0:
+            self._drop_oldest(excess)
         first = self.last_error is None
         self.last_error = exc
         if first:
@@ -96,12 +107,16 @@ class ExportBuffer:
             return len(self._items)
 
     def shutdown(self) -> None:
+        """Export what is pending and report what could not be. Safe to call again (a Celery child shuts down
+        from its signal, the main process from atexit): later records are still exported, losses reported once."""
         self.flush()
         self._closed = True
         self._wake.set()
         lost = self.pending() + self.dropped
-        if lost:
-            sys.__stderr__.write(f"omegaml-otel: {lost} {self.name} records could not be stored: {self.last_error}\n")
+        if lost > self._reported:
+            sys.__stderr__.write(f"omegaml-otel: {lost} {self.name} records could not be exported "
+                                 f"({self.dropped} dropped from a full queue): {self.last_error}\n")
+            self._reported = lost
 
 
 class BufferedLogProcessor(LogRecordProcessor):

@@ -15,12 +15,12 @@ from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from omegaml_otel.export.buffer import BufferedLogProcessor, BufferedSpanProcessor, ExportBuffer
 from omegaml_otel.export.store import StoreMetricExporter, StoreWriter
@@ -34,6 +34,19 @@ _OTLP_EXPORTERS = {
 }
 _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter,
                       "metrics": ConsoleMetricExporter}
+
+
+class ExportFailed(RuntimeError):
+    pass
+
+
+def _checked(exporter):
+    """Export through an SDK exporter; a FAILURE result raises, so the buffer keeps the batch for a retry."""
+    def export(batch):
+        result = exporter.export(batch)
+        if getattr(result, "name", "SUCCESS") != "SUCCESS":
+            raise ExportFailed(f"{type(exporter).__name__} reported {result.name}")
+    return export
 
 
 def _exporter(signal: str, name: str, cfg: Settings):
@@ -144,18 +157,25 @@ def _build(cfg: Settings, role: str) -> Telemetry:
         b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
         return b
 
+    def sending(signal, name, interval):
+        """A collector or the console: batches on the SDK's schedule, never blocks a task, counts what it drops."""
+        exporter = _exporter(signal, name, cfg)
+        return buffers.setdefault(f"{signal} to {name}", ExportBuffer(
+            _checked(exporter), name=f"{signal} to {name}", interval=interval, max_queue=cfg.max_queue,
+            block=False))
+
     tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
     if tp is not existing[0]:
         for name in cfg.exporters["traces"]:
-            tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans)) if name == STORE_EXPORTER
-                                  else BatchSpanProcessor(_exporter("traces", name, cfg)))
+            tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans) if name == STORE_EXPORTER
+                                                        else sending("traces", name, cfg.otlp_spans_delay)))
         trace.set_tracer_provider(tp)
 
     lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
     if lp is not existing[1]:
         for name in cfg.exporters["logs"]:
-            lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs)) if name == STORE_EXPORTER
-                                        else BatchLogRecordProcessor(_exporter("logs", name, cfg)))
+            lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs) if name == STORE_EXPORTER
+                                                             else sending("logs", name, cfg.otlp_logs_delay)))
         _logs.set_logger_provider(lp)
 
     mp = existing[2]
