@@ -15,6 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from schema_rows import row
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "collector-config" / "grafana" / "dashboards"
 
@@ -65,21 +67,6 @@ def dashboards() -> dict[str, dict]:
 
 
 # -- scenario -----------------------------------------------------------------------------------------------------
-def _row(table: str, **values) -> tuple:
-    """A row of ``table`` in the logical schema's order: maps and lists as JSON text, times as int ns."""
-    from omegaml_otel.stores import schema
-
-    defaults = {"time": 0, "int": 0, "float": 0.0, "str": "", "map": "{}", "list": "[]"}
-    out = []
-    for name, kind in schema.TABLES[table]:
-        value = values.pop(name.replace(".", "_"), defaults[kind])
-        if kind in ("map", "list") and not isinstance(value, str):
-            value = json.dumps(value)
-        out.append(value)
-    assert not values, values
-    return tuple(out)
-
-
 def scenario() -> dict[str, list[tuple]]:
     """Ping tasks (producer + consumer spans) on two workers with one failing task, their task logs, host/GPU
     gauges, and an experiment with two runs (events and profile metrics tagged with experiment and run)."""
@@ -94,13 +81,13 @@ def scenario() -> dict[str, list[tuple]]:
         trace, producer, consumer, task_id = f"{i + 1:032x}", f"{2 * i + 1:016x}", f"{2 * i + 2:016x}", f"task-{i}"
         start = T0_NS + i * 20_000 * ms
         attrs = {"celery.task_name": task, "messaging.message.id": task_id}
-        traces.append(_row(schema.TRACES, Timestamp=start, TraceId=trace, SpanId=producer,
+        traces.append(row(schema.TRACES, Timestamp=start, TraceId=trace, SpanId=producer,
                            SpanName=f"apply_async/{task}", SpanKind="Producer", ServiceName=APP,
                            ResourceAttributes={"service.name": APP, "host.name": "notebook"},
                            ScopeName="opentelemetry.instrumentation.celery", Duration=3 * ms, StatusCode="Unset",
                            SpanAttributes={**attrs, "celery.action": "apply_async",
                                            "messaging.destination": "celery"}))
-        traces.append(_row(schema.TRACES, Timestamp=start + 40 * ms + i * ms, TraceId=trace, SpanId=consumer,
+        traces.append(row(schema.TRACES, Timestamp=start + 40 * ms + i * ms, TraceId=trace, SpanId=consumer,
                            ParentSpanId=producer, SpanName=f"run/{task}", SpanKind="Consumer", ServiceName=SERVICE,
                            ResourceAttributes=res_worker, ScopeName="opentelemetry.instrumentation.celery",
                            Duration=(20 + 15 * i) * ms, StatusCode="Ok" if ok else "Error",
@@ -110,13 +97,13 @@ def scenario() -> dict[str, list[tuple]]:
         lines = [("INFO", 9, f"{task} started")] + ([("INFO", 9, "done")] if ok else
                                                    [("WARN", 13, "about to fail"), ("ERROR", 17, "boom")])
         for j, (level, number, body) in enumerate(lines):
-            logs.append(_row(schema.LOGS, Timestamp=start + (41 + j) * ms + i * ms, TraceId=trace, SpanId=consumer,
+            logs.append(row(schema.LOGS, Timestamp=start + (41 + j) * ms + i * ms, TraceId=trace, SpanId=consumer,
                              TraceFlags=1, SeverityText=level, SeverityNumber=number, ServiceName=SERVICE,
                              Body=body, ResourceAttributes=res_worker, ScopeName="worker_tasks",
                              LogAttributes={"celery.task_id": task_id, "celery.task_name": task}))
 
     def gauge(t, name, value, **attrs):
-        gauges.append(_row(schema.GAUGE, ResourceAttributes=res_worker, ScopeName="omegaml_otel.profiling",
+        gauges.append(row(schema.GAUGE, ResourceAttributes=res_worker, ScopeName="omegaml_otel.profiling",
                            ServiceName=SERVICE, MetricName=name, MetricUnit="1", Attributes=attrs,
                            StartTimeUnix=t, TimeUnix=t, Value=value))
 
@@ -138,7 +125,7 @@ def scenario() -> dict[str, list[tuple]]:
             attrs["omegaml.key"] = key
         if value is not None:
             attrs["omegaml.value"] = json.dumps(value)
-        logs.append(_row(schema.LOGS, Timestamp=t, TraceId=run, SeverityText="INFO", SeverityNumber=9,
+        logs.append(row(schema.LOGS, Timestamp=t, TraceId=run, SeverityText="INFO", SeverityNumber=9,
                          ServiceName=SERVICE, Body=f"{name} {key}" if key else name, ResourceAttributes=res_worker,
                          ScopeName="omegaml.experiment", LogAttributes=attrs, EventName=name))
 

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "collector-config"
@@ -119,10 +118,10 @@ def test_agent_forwards_to_gateway_with_queue_and_retry():
 # ---------------------------------------------------------------------------------------------------------- rotel
 
 def _rotel_agent():
-    rotel = pytest.importorskip("rotel")
+    import rotel
+
     agent = Path(rotel.__file__).parent / "rotel-agent"
-    if not agent.exists():
-        pytest.skip(f"no rotel-agent binary in {agent.parent}")
+    assert agent.exists(), f"the rotel wheel ships its agent binary; none in {agent.parent}"
     return agent
 
 
@@ -260,7 +259,6 @@ def test_users_sql_grants():
     test_store_clickhouse holds one), and the canonical text is checked: the reader has SELECT and nothing else, with
     readonly = 2 CONST; the writer has INSERT, no SELECT, and nothing that changes or removes tables or data.
     """
-    pytest.importorskip("chdb")
     stmts = _users_statements()
     res = subprocess.run([sys.executable, "-c", _PARSE_SCRIPT], input=json.dumps(stmts), capture_output=True,
                          text=True, timeout=60)

@@ -6,7 +6,6 @@ Documented differences from SqliteStore: rows with the same timestamp have no in
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -15,32 +14,17 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-pytest.importorskip("clickhouse_connect")
-pytest.importorskip("chdb")
+from omegaml_otel.stores import Cond, MapKey, StoreError, open_store, schema
+from omegaml_otel.stores.clickhouse import ClickHouseStore, mask_url, render_ddl
+from omegaml_otel.stores.sqlite import SqliteStore
+from schema_rows import row
 
-from omegaml_otel.stores import Cond, MapKey, StoreError, open_store, schema  # noqa: E402
-from omegaml_otel.stores.clickhouse import ClickHouseStore, mask_url, render_ddl  # noqa: E402
-from omegaml_otel.stores.sqlite import SqliteStore  # noqa: E402
-
-_DEFAULTS = {"time": 0, "int": 0, "float": 0.0, "str": "", "map": "{}", "list": "[]"}
 T0 = datetime(2026, 1, 2, 3, 4, 5)
 T0_NS = int(pd.Timestamp(T0).value)
 #: columns the exporters write besides the logical schema (both collectors insert exemplars)
 _EXTRA = {schema.LOGS: {"TimestampTime"}, schema.TRACES: set()}
 _EXEMPLARS = {"Exemplars.FilteredAttributes", "Exemplars.TimeUnix", "Exemplars.Value", "Exemplars.SpanId",
               "Exemplars.TraceId"}
-
-
-def row(table: str, **values) -> tuple:
-    """A row of ``table`` in schema order (SQLite style): maps and lists as JSON text, times as ns."""
-    out = []
-    for name, kind in schema.TABLES[table]:
-        value = values.pop(name.replace(".", "_"), _DEFAULTS[kind])
-        if kind in ("map", "list") and not isinstance(value, str):
-            value = json.dumps(value)
-        out.append(value)
-    assert not values, values
-    return tuple(out)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """SqliteStore: the embedded default store, in the collector ClickHouse exporter's schema."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -14,22 +13,9 @@ import pytest
 
 from omegaml_otel.stores import Cond, MapKey, StoreError, open_store, schema
 from omegaml_otel.stores.sqlite import SCHEMA_VERSION, SqliteStore
+from schema_rows import row
 
-_DEFAULTS = {"time": 0, "int": 0, "float": 0.0, "str": "", "map": "{}", "list": "[]"}
 T0 = datetime(2026, 1, 2, 3, 4, 5)
-
-
-def row(table: str, **values) -> tuple:
-    """A row of ``table`` in schema order; dict values of map columns are JSON-encoded."""
-    out = []
-    for name, kind in schema.TABLES[table]:
-        key = name.replace(".", "_")
-        value = values.pop(key, _DEFAULTS[kind])
-        if kind in ("map", "list") and not isinstance(value, str):
-            value = json.dumps(value)
-        out.append(value)
-    assert not values, f"unknown columns {values}"
-    return tuple(out)
 
 
 def ns(dt: datetime) -> int:

@@ -214,13 +214,13 @@ class ClickHouseStore(Store):
         exprs, labels, kinds = [], [], []
         for i, c in enumerate(selected):
             if isinstance(c, MapKey):
-                _check_column(table, c.column, "map")
+                schema.check_column(table, c.column, "map")
                 key = bind(str(c.key), "String")
                 exprs.append(f"if(mapContains({_q(c.column)}, {key}), {_q(c.column)}[{key}], NULL) AS c{i}")
                 labels.append(c.label)
                 kinds.append("mapkey")
             else:
-                k = _check_column(table, c)
+                k = schema.check_column(table, c)
                 if c in layout:
                     exprs.append(f"{_q(c)} AS c{i}")
                 elif k in _DEFAULT_SQL:  # an optional column this layout lacks (e.g. EventName)
@@ -342,27 +342,16 @@ def _reader(kind: str, label: str, s: pd.Series) -> pd.Series:
     return pd.Series(values, index=s.index) if values else pd.Series(values, index=s.index, dtype=object)
 
 
-def _check_column(table: str, column: str, want: str | None = None) -> str:
-    try:
-        k = schema.kind(table, column)
-    except KeyError:
-        raise ValueError(f"{table} has no column {column!r}; columns are {', '.join(schema.columns(table))}") from None
-    if want and k != want:
-        raise ValueError(f"{table}.{column} is not an attribute map; map columns are "
-                         f"{', '.join(c for c, kk in schema.TABLES[table] if kk == 'map')}")
-    return k
-
-
 def _cond_sql(table: str, cond: Cond, bind) -> str:
     guard = ""
     if cond.key is not None:
-        _check_column(table, cond.column, "map")
+        schema.check_column(table, cond.column, "map")
         key = bind(str(cond.key), "String")
         guard = f"mapContains({_q(cond.column)}, {key}) AND "  # a missing key matches nothing, as in SQLite
         lhs, kind = f"{_q(cond.column)}[{key}]", "str"
         value = [str(v) for v in cond.value] if cond.op == "in" else str(cond.value)
     else:
-        kind = _check_column(table, cond.column)
+        kind = schema.check_column(table, cond.column)
         lhs, value = _q(cond.column), cond.value
         if kind in ("map", "list"):
             lhs, kind = f"toJSONString({lhs})", "str"

@@ -52,6 +52,19 @@ def columns(table: str) -> list[str]:
     return [name for name, _ in TABLES[table]]
 
 
+def check_column(table: str, column: str, want: str | None = None) -> str:
+    """The kind of ``table.column``, or a ValueError listing the table's columns (or its map columns when
+    ``want='map'`` and the column is not one)."""
+    try:
+        k = kind(table, column)
+    except KeyError:
+        raise ValueError(f"{table} has no column {column!r}; columns are {', '.join(columns(table))}") from None
+    if want and k != want:
+        raise ValueError(f"{table}.{column} is not an attribute map; map columns are "
+                         f"{', '.join(c for c, kk in TABLES[table] if kk == 'map')}")
+    return k
+
+
 def kind(table: str, column: str) -> str:
     for name, k in TABLES[table]:
         if name == column:

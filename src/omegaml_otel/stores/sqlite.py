@@ -169,7 +169,7 @@ class SqliteStore(Store):
         params: list = []
         for c in selected:
             if isinstance(c, MapKey):
-                _check_column(table, c.column, "map")
+                schema.check_column(table, c.column, "map")
                 exprs.append(f"json_extract({_q(c.column)}, ?)")
                 params.append(_json_path(c.key))
                 labels.append(c.label)
@@ -177,7 +177,7 @@ class SqliteStore(Store):
             else:
                 exprs.append(_q(c))
                 labels.append(c)
-                kinds.append(_check_column(table, c))
+                kinds.append(schema.check_column(table, c))
         where: list[str] = []
         if since is not None:
             where.append(f"{_q(tcol)} >= ?")
@@ -228,17 +228,6 @@ def _retry_locked(call, timeout: float = 30.0):
             time.sleep(0.01)
 
 
-def _check_column(table: str, column: str, want: str | None = None) -> str:
-    try:
-        k = schema.kind(table, column)
-    except KeyError:
-        raise ValueError(f"{table} has no column {column!r}; columns are {', '.join(schema.columns(table))}") from None
-    if want and k != want:
-        raise ValueError(f"{table}.{column} is not an attribute map; map columns are "
-                         f"{', '.join(c for c, kk in schema.TABLES[table] if kk == 'map')}")
-    return k
-
-
 def _json_path(key: str) -> str:
     if '"' in key or "\\" in key:
         raise ValueError(f"attribute key {key!r} may not contain quotes or backslashes")
@@ -247,12 +236,12 @@ def _json_path(key: str) -> str:
 
 def _cond_sql(table: str, cond: Cond) -> tuple[str, list]:
     if cond.key is not None:
-        _check_column(table, cond.column, "map")
+        schema.check_column(table, cond.column, "map")
         lhs, params = f"json_extract({_q(cond.column)}, ?)", [_json_path(cond.key)]
         value = cond.value
         value = [str(v) for v in value] if cond.op == "in" else str(value)
     else:
-        k = _check_column(table, cond.column)
+        k = schema.check_column(table, cond.column)
         lhs, params, value = _q(cond.column), [], cond.value
         if k == "time":
             value = [to_ns(v) for v in value] if cond.op == "in" else to_ns(value)
