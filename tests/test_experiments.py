@@ -11,7 +11,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from omegaml_otel.compat.experiment import COLUMNS, PROFILE_KEYS
+from omegaml_otel.compat.experiment import COLUMNS, GPU_KEYS, PROFILE_KEYS
 
 
 def _has_nvidia_gpu() -> bool:
@@ -43,7 +43,8 @@ def test_seed_profiling_with_ping(worker, om):
     profile = df[df.event == "profile"]
     samples = profile.groupby("step", sort=True).key.apply(list)
     assert len(samples) >= 4  # client and worker each sample at start and at stop
-    assert all(keys == PROFILE_KEYS for keys in samples)
+    keys = PROFILE_KEYS + GPU_KEYS if _has_nvidia_gpu() else PROFILE_KEYS
+    assert all(sample == keys for sample in samples)
     row = profile.set_index("key").value
     assert 0 < row["memory_load"].iloc[0] <= 100 and row["memory_total"].iloc[0] > 2**20
     assert len(row["cpu_load"].iloc[0]) == row["cpu_count"].iloc[0]
@@ -51,8 +52,7 @@ def test_seed_profiling_with_ping(worker, om):
     assert len(row["cpu_avg"].iloc[0]) == 3 and 0 < row["disk_use"].iloc[0] <= 100
     gpu_keys = {k for k in profile.key if k.startswith("gpu_")}
     if _has_nvidia_gpu():
-        assert gpu_keys == {"gpu_load", "gpu_memory_load", "gpu_memory_used", "gpu_memory_total", "gpu_power",
-                            "gpu_temperature"}
+        assert gpu_keys == set(GPU_KEYS)
         assert len(om.telemetry.metrics(MetricName="hw.gpu.utilization",
                                         attributes={"omegaml.experiment": name}))
     else:
