@@ -5,7 +5,8 @@ observable instruments' callbacks, which read psutil/NVML once, so a sample's ti
 two samples are merged. The first sample is taken at ``start()`` (CPU percentages primed at construction, unlike
 psutil's meaningless first reading) and one more at ``stop()``, so even a short task gets two. The reader thread is
 a daemon: a forgotten sampler never keeps a process alive. Names and units follow the semantic conventions
-(otel-notes §4.5); every point carries ``omegaml.experiment`` and ``omegaml.run.id``.
+(otel-notes §4.5); every point carries ``omegaml.experiment`` and ``omegaml.run.id``. One reader serves every
+destination (``FanOutMetricExporter``), so the embedded store and a collector get the very same samples.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
+
+from omegaml_otel.export.fanout import FanOutMetricExporter
 
 SCOPE = "omegaml_otel.profiling"
 
@@ -98,8 +101,10 @@ class ProfileSampler:
     def start(self) -> None:
         if self._provider is not None:
             return
-        readers = [PeriodicExportingMetricReader(e, export_interval_millis=self._interval * 1000)
-                   for e in self._exporters]
+        exporters = self._exporters
+        readers = [PeriodicExportingMetricReader(
+            exporters[0] if len(exporters) == 1 else FanOutMetricExporter(exporters),
+            export_interval_millis=self._interval * 1000)] if exporters else []
         self._provider = MeterProvider(resource=self._resource, metric_readers=readers, shutdown_on_exit=False)
         self._instruments(self._provider.get_meter(SCOPE))
         self._provider.force_flush()  # the first sample, at start
