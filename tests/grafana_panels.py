@@ -127,7 +127,7 @@ def scenario() -> dict[str, list[tuple]]:
             attrs["omegaml.value"] = json.dumps(value)
         logs.append(row(schema.LOGS, Timestamp=t, TraceId=run, SeverityText="INFO", SeverityNumber=9,
                          ServiceName=SERVICE, Body=f"{name} {key}" if key else name, ResourceAttributes=res_worker,
-                         ScopeName="omegaml.experiment", LogAttributes=attrs, EventName=name))
+                         ScopeName="omegaml.experiment", LogAttributes=attrs))  # no EventName, as rotel writes
 
     for r, run in enumerate((RUN1, RUN2)):
         t = T0_NS + r * 300_000 * ms

@@ -1,8 +1,9 @@
 """Experiment events as OpenTelemetry log records, and their values as JSON.
 
-An event is a log record of scope ``omegaml.experiment`` whose ``EventName`` is the event (start, stop, metric,
-task_call, …) and whose attributes carry the experiment, the run id (the run's trace id), key, step and the value
-as JSON. Events are stored like any other log record, so Grafana and SQL see them too.
+An event is a log record of scope ``omegaml.experiment`` whose attributes carry the experiment, the event (start,
+stop, metric, task_call, …), the run id (the run's trace id), key, step and the value as JSON. The event is also
+the record's ``EventName``, but readers use the attribute: rotel's ClickHouse exporter does not write
+``EventName``. Events are stored like any other log record, so Grafana and SQL see them too.
 """
 from __future__ import annotations
 

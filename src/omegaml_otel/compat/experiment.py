@@ -98,12 +98,11 @@ class Experiment:
         return provider
 
     def _conds(self, event=None, run=None) -> list[Cond]:
-        """Filters for this experiment's events; plain columns first (EventName holds the event), so the store
-        compares them before it decodes any attribute JSON."""
-        conds = [Cond("ScopeName", "eq", events.SCOPE)]
+        """Filters for this experiment's events. The event is read from its attribute, not from ``EventName``:
+        collectors that write the classic log columns (rotel) leave ``EventName`` empty."""
+        conds = [Cond("ScopeName", "eq", events.SCOPE), Cond(_LA, "eq", self.name, key=events.EXPERIMENT)]
         if event is not None:
-            conds.append(Cond("EventName", "in" if isinstance(event, (list, tuple)) else "eq", event))
-        conds.append(Cond(_LA, "eq", self.name, key=events.EXPERIMENT))
+            conds.append(Cond(_LA, "in" if isinstance(event, (list, tuple)) else "eq", event, key=events.EVENT))
         if run is not None:
             conds.append(Cond(_LA, "in" if isinstance(run, (list, tuple)) else "eq", run, key=events.RUN))
         return conds
@@ -408,7 +407,7 @@ class Experiment:
         for name, value in filters.items():
             conds.append(Cond(_LA, "in" if isinstance(value, (list, tuple)) else "eq",
                               value, key={"taskid": "celery.task_id"}.get(name, events.EXTRA + name)))
-        cols = ["Timestamp", MapKey(_LA, events.RUN), "EventName", MapKey(_RA, "host.name"),
+        cols = ["Timestamp", MapKey(_LA, events.RUN), MapKey(_LA, events.EVENT), MapKey(_RA, "host.name"),
                 MapKey(_LA, events.STEP), MapKey(_LA, events.KEY), MapKey(_LA, events.VALUE)]
         if extra:
             cols += [MapKey(_RA, "omegaml.user"), MapKey(_LA, "celery.task_id")]
