@@ -7,19 +7,13 @@ process whose reader is ``ClickHouseStore('clickhouse://…')`` pointed at the s
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from collector_path import collector_path, exporting_env, stop
 
 pytestmark = pytest.mark.slow
-HERE = Path(__file__).parent
 
 CLIENT = r"""
 import json, sys, time
@@ -60,85 +54,21 @@ print(json.dumps({
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_listening(port: int, timeout: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on {port}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} is not listening on {port} after {timeout}s")
-            time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def _env(tmp_path: Path, otlp_port: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMTEL_", "OTEL_", "ROTEL_"))}
-    env.update(OMTEL_HOME=str(tmp_path / "home"), OMTEL_IMPORTS="worker_tasks",
-               OTEL_TRACES_EXPORTER="otlp", OTEL_LOGS_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
-               OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
-               OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-               OTEL_BLRP_SCHEDULE_DELAY="100", OTEL_BSP_SCHEDULE_DELAY="100")
-    return env
-
-
 def test_worker_through_rotel_into_clickhouse_read_over_http(tmp_path):
-    from rotel import Config, Rotel
-
-    sink_port, http_port, grpc_port = _free_port(), _free_port(), _free_port()
-    run = tmp_path / "run"
-    run.mkdir()
-    env = _env(tmp_path, http_port)
-    sink = worker = rotel = None
-    logs = {name: open(run / f"{name}.log", "w") for name in ("sink", "worker")}
-    try:
-        sink = subprocess.Popen([sys.executable, str(HERE / "chsink.py"), str(sink_port), str(tmp_path / "chdb")],
-                                env=env, stdout=logs["sink"], stderr=subprocess.STDOUT)
-        # the worker starts meanwhile: it only needs rotel once it exports
-        worker = subprocess.Popen([sys.executable, "-m", "omegaml_otel.cli", "worker", "--concurrency=2"],
-                                  env=env, stdout=logs["worker"], stderr=subprocess.STDOUT)
-        _wait_listening(sink_port, 30, sink, "chsink")
-        with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/ping", timeout=5) as resp:
-            assert resp.read() == b"Ok.\n"
-        rotel = Rotel(enabled=True, otlp_http_endpoint=f"127.0.0.1:{http_port}",
-                      otlp_grpc_endpoint=f"127.0.0.1:{grpc_port}", pid_file=str(run / "rotel.pid"),
-                      log_file=str(run / "rotel.log"), batch_timeout="100ms",
-                      exporter=Config.clickhouse_exporter(endpoint=f"http://127.0.0.1:{sink_port}",
-                                                          compression="lz4", async_insert=False))
-        rotel.start()
-        _wait_listening(http_port, 20, what="rotel")
-
-        client_env = dict(env, OMTEL_STORE=f"clickhouse://127.0.0.1:{sink_port}/otel")
-        client = subprocess.run([sys.executable, "-c", CLIENT], env=client_env, capture_output=True, text=True,
-                                timeout=90)
+    with collector_path(tmp_path) as path:
+        env = exporting_env(tmp_path / "home", path.otlp_http_port)
+        with open(tmp_path / "worker.log", "w") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "omegaml_otel.cli", "worker", "--concurrency=2"],
+                                      env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                client = subprocess.run([sys.executable, "-c", CLIENT], env=dict(env, OMTEL_STORE=path.store_url),
+                                        capture_output=True, text=True, timeout=90)
+            finally:
+                stop(worker, 30)
         assert client.returncode == 0, client.stderr[-4000:]
         out = json.loads(client.stdout.strip().splitlines()[-1])
-    finally:
-        _stop(worker, 30)
-        if rotel is not None:
-            rotel.stop()
-        _stop(sink, 20)
-        for f in logs.values():
-            f.close()
+        sink_port = path.sink_port
+    sink = path.sink
 
     assert out["store"] == f"clickhouse://127.0.0.1:{sink_port}/otel"
     rows = out["rows"]
@@ -155,4 +85,4 @@ def test_worker_through_rotel_into_clickhouse_read_over_http(tmp_path):
     assert "apply_async/omegaml.tasks.omega_ping" in out["spans"]
     assert out["result"]["kwargs"] == {"fox": "bar"} and out["result"]["message"] == "ping return message"
     assert out["result"]["worker"].startswith("omtel")
-    assert sink.returncode == 0, (run / "sink.log").read_text()[-2000:]
+    assert sink.returncode == 0, (tmp_path / "run" / "sink.log").read_text()[-2000:]
