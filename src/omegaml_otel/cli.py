@@ -93,12 +93,20 @@ def _schema_apply(args) -> int:
                              f"not {store.url}; the embedded SQLite store creates its tables itself")
         if args.database:
             store.database = args.database
-        stmts = store.apply_schema(ttl_days=args.ttl_days)
+        stmts = store.apply_schema(ttl_days=args.ttl_days, cluster=args.cluster)
         tables = store.tables()
     finally:
         store.close()
-    print(f"applied {len(stmts)} statements to {store.url} (database {store.database}); "
+    on = f" on cluster {args.cluster}" if args.cluster else ""
+    print(f"applied {len(stmts)} statements to {store.url} (database {store.database}{on}); "
           f"tables: {', '.join(sorted(tables))}")
+    return 0
+
+
+def _schema_show(args) -> int:
+    from omegaml_otel.stores.clickhouse import render_ddl
+
+    print(";\n\n".join(render_ddl(args.database, args.ttl_days, cluster=args.cluster)) + ";")
     return 0
 
 
@@ -130,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", required=True, help="chdb:///abs/path or clickhouse://user:password@host:8123/otel")
     ap.add_argument("--database", default=None, help="database name (default: the URL's, else otel)")
     ap.add_argument("--ttl-days", type=int, default=None, help="drop data older than this many days")
+    ap.add_argument("--cluster", default=None, help="a cluster from <remote_servers>: replicated + Distributed tables")
     ap.set_defaults(func=_schema_apply)
+    sh = scs.add_parser("show", help="print the statements `schema apply` would run, for review or clickhouse-client")
+    sh.add_argument("--database", default="otel", help="database name (default otel)")
+    sh.add_argument("--ttl-days", type=int, default=None, help="drop data older than this many days")
+    sh.add_argument("--cluster", default=None, help="a cluster from <remote_servers>: replicated + Distributed tables")
+    sh.set_defaults(func=_schema_show)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
