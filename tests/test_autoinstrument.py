@@ -165,3 +165,40 @@ def test_their_tasks_are_tracked_in_an_experiment(tmp_path):
     rows = client.stdout.strip().splitlines()[-1].split(",")
     assert rows[0] == "start:" and rows[-1] == "stop:"
     assert "task_call:userapp.add" in rows and "task_success:userapp.add" in rows
+
+
+PROFILED_CLIENT = r"""
+import json, time
+import omegaml_otel as om
+
+started = time.monotonic()
+with om.runtime.experiment("down", provider="profiling") as exp:
+    exp.log_metric("accuracy", 0.9)
+block = time.monotonic() - started
+started = time.monotonic()
+df = exp.data()
+print(json.dumps({"block": block, "read": time.monotonic() - started, "events": sorted(set(df.event))}))
+"""
+
+
+def test_collector_down_does_not_hold_up_a_profiled_block_or_reads(tmp_path):
+    """Every signal to the embedded store and to an OTLP endpoint that refuses connections: the profiled block
+    (samples at start and stop) and exp.data() (which flushes first) do not wait for the exporter's retries;
+    the embedded store has the data; what the collector missed is reported at exit, metrics included."""
+    import json
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _env(tmp_path, OTEL_TRACES_EXPORTER="omtel,otlp", OTEL_LOGS_EXPORTER="omtel,otlp",
+               OTEL_METRICS_EXPORTER="omtel,otlp", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+               OTEL_EXPORTER_OTLP_TIMEOUT="3")
+    client = subprocess.run([sys.executable, "-c", PROFILED_CLIENT], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert client.returncode == 0, client.stderr[-3000:]
+    out = json.loads(client.stdout.strip().splitlines()[-1])
+    # one export attempt with its retries takes the 3 s timeout; the block and the read must not wait for one
+    assert out["block"] < 2.5 and out["read"] < 1, out
+    assert {"start", "metric", "profile", "stop"} <= set(out["events"])
+    assert "metrics to otlp records could not be exported" in client.stderr

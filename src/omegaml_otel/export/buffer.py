@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import SpanProcessor
 
 from omegaml_otel import _guard
@@ -52,11 +53,7 @@ class ExportBuffer:
         with self._lock:
             self._items.append(item)
             n = len(self._items)
-            start = self._thread is None and not self._closed
-            if start:
-                self._thread = threading.Thread(target=self._run, name=f"omtel-{self.name}-export", daemon=True)
-        if start:
-            self._thread.start()
+        self._ensure_thread()
         if n == self.max_batch:
             self._wake.set()  # a full batch: the export thread writes it while the caller goes on
         elif not self.block:
@@ -64,6 +61,14 @@ class ExportBuffer:
                 self._drop_oldest(n - self.max_queue)
         elif n >= self.high_water:
             self.flush()  # the export thread cannot keep up: the caller writes (back-pressure, never a drop)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            start = self._thread is None and not self._closed
+            if start:
+                self._thread = threading.Thread(target=self._run, name=f"omtel-{self.name}-export", daemon=True)
+        if start:
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._closed:
@@ -84,6 +89,16 @@ class ExportBuffer:
                 except BaseException as exc:  # telemetry must never break the task
                     self._keep(batch, exc)
                     return False
+
+    def force_flush(self) -> bool:
+        """What an SDK ``force_flush`` means here: a store buffer writes now; a collector buffer (``block=False``)
+        is only woken, so a slow or absent collector never holds up the caller (reading a store, ending a
+        profiled block). ``shutdown`` still waits for the collector, once, at exit."""
+        if self.block:
+            return self.flush()
+        self._ensure_thread()
+        self._wake.set()
+        return True
 
     def _drop_oldest(self, count: int) -> None:
         with self._lock:
@@ -130,7 +145,7 @@ class BufferedLogProcessor(LogRecordProcessor):
         self.buffer.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.buffer.flush()
+        return self.buffer.force_flush()
 
 
 class BufferedSpanProcessor(SpanProcessor):
@@ -147,4 +162,26 @@ class BufferedSpanProcessor(SpanProcessor):
         self.buffer.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.buffer.flush()
+        return self.buffer.force_flush()
+
+
+class BufferedMetricExporter(MetricExporter):
+    """A profiling sampler's way to a collector: its collections are queued on the process's shared collector
+    buffer (one collection per batch, so a failed send is retried without duplicates), never sent in the
+    sampler's thread, which also takes the sample at a profiled block's end. The buffer outlives samplers; the
+    process's telemetry shuts it down at exit. Temporality stays the SDK default (cumulative): the samplers'
+    gauges and up-down counters are cumulative under every OTLP temporality preference anyway."""
+
+    def __init__(self, buffer: ExportBuffer):
+        super().__init__()
+        self.buffer = buffer
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        self.buffer.add(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.buffer.force_flush()
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        self.buffer.force_flush()

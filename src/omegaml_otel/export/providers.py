@@ -6,6 +6,7 @@ keep the providers (SDK 1.45 is fork-aware) and our buffers reset themselves at 
 """
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import sys
@@ -22,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from omegaml_otel.export.buffer import BufferedLogProcessor, BufferedSpanProcessor, ExportBuffer
+from omegaml_otel.export.buffer import BufferedLogProcessor, BufferedMetricExporter, BufferedSpanProcessor, ExportBuffer
 from omegaml_otel.export.store import StoreMetricExporter, StoreWriter
 from omegaml_otel.settings import STORE_EXPORTER, ConfigurationError, Settings, settings
 
@@ -40,13 +41,27 @@ class ExportFailed(RuntimeError):
     pass
 
 
-def _checked(exporter):
-    """Export through an SDK exporter; a FAILURE result raises, so the buffer keeps the batch for a retry."""
+def _checked(exporter, one_item: bool = False):
+    """Export through an SDK exporter; a FAILURE result raises, so the buffer keeps the batch for a retry.
+    ``one_item``: the batch holds one item that is the exporter's argument (a metric collection)."""
     def export(batch):
-        result = exporter.export(batch)
+        result = exporter.export(batch[0] if one_item else batch)
         if getattr(result, "name", "SUCCESS") != "SUCCESS":
             raise ExportFailed(f"{type(exporter).__name__} reported {result.name}")
     return export
+
+
+def _sending(buffers: dict[str, ExportBuffer], signal: str, name: str, cfg: Settings,
+             interval: float) -> ExportBuffer:
+    """The process's one buffer towards a collector (or the console) for a signal: batches on the SDK's schedule,
+    never blocks a task, counts what it drops."""
+    key = f"{signal} to {name}"
+    if key not in buffers:
+        one = signal == "metrics"  # a metric collection is exported alone: a retry then sends no duplicates
+        buffers[key] = ExportBuffer(_checked(_exporter(signal, name, cfg), one_item=one), name=key,
+                                    interval=interval, max_batch=1 if one else 4096, max_queue=cfg.max_queue,
+                                    block=False)
+    return buffers[key]
 
 
 def _exporter(signal: str, name: str, cfg: Settings):
@@ -82,7 +97,8 @@ class Telemetry:
         if self.writer is None:
             self.writer = StoreWriter(cfg.store_url)
         return [StoreMetricExporter(self.writer) if name == STORE_EXPORTER
-                else _exporter("metrics", name, cfg) for name in cfg.exporters["metrics"]]
+                else BufferedMetricExporter(_sending(self.buffers, "metrics", name, cfg, cfg.flush_interval))
+                for name in cfg.exporters["metrics"]]
 
     def flush_logs(self) -> None:
         """Make every log record emitted so far readable in the embedded store (called before a task result is
@@ -134,6 +150,9 @@ def telemetry(role: str | None = None) -> Telemetry:
     with _lock:
         if _telemetry is None:
             _telemetry = _build(settings(), role or default_role())
+            # the SDK providers shut their processors down at exit, but no provider owns the profiling samplers'
+            # collector buffer: this exports (or reports) what it still holds
+            atexit.register(_telemetry.shutdown)
     return _telemetry
 
 
@@ -158,11 +177,7 @@ def _build(cfg: Settings, role: str) -> Telemetry:
         return b
 
     def sending(signal, name, interval):
-        """A collector or the console: batches on the SDK's schedule, never blocks a task, counts what it drops."""
-        exporter = _exporter(signal, name, cfg)
-        return buffers.setdefault(f"{signal} to {name}", ExportBuffer(
-            _checked(exporter), name=f"{signal} to {name}", interval=interval, max_queue=cfg.max_queue,
-            block=False))
+        return _sending(buffers, signal, name, cfg, interval)
 
     tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
     if tp is not existing[0]:
