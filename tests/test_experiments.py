@@ -280,9 +280,9 @@ def test_plot(om, tmp_path):
             exp.log_metric("acc", i / 10)
     fig = exp.plot()
     labels = [ax.get_ylabel() for ax in fig.axes]
-    assert labels == ["cpu %", "memory %", "acc"]
+    assert labels == ["cpu %", "memory %"] + (["gpu %"] if _has_nvidia_gpu() else []) + ["acc"]
     assert len(fig.axes[0].lines) == 3  # one line per run (client samples)
-    assert list(fig.axes[2].lines[0].get_ydata()) == [0.0, 0.1, 0.2]
+    assert list(fig.axes[-1].lines[0].get_ydata()) == [0.0, 0.1, 0.2]
     fig.savefig(tmp_path / "exp.png")
     assert (tmp_path / "exp.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="nothing to plot"):
