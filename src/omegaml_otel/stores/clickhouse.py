@@ -389,6 +389,10 @@ def _plain(x):
     return x
 
 
+#: the dtype pandas infers for a column of strings: ``str`` from pandas 3 on, object before
+_INFERRED_STR = pd.Series(["a"]).dtype
+
+
 def _reader(kind: str, label: str, s: pd.Series) -> pd.Series:
     """clickhouse-connect's column -> the dtype SqliteStore returns for that kind."""
     if kind == "time":
@@ -407,7 +411,12 @@ def _reader(kind: str, label: str, s: pd.Series) -> pd.Series:
         return pd.Series([dict(v) if v is not None else {} for v in s], dtype=object, index=s.index)
     if kind == "list":
         return pd.Series([[_plain(x) for x in v] if v is not None else [] for v in s], dtype=object, index=s.index)
-    # str and map keys: missing as None, dtype inferred as pandas does for SqliteStore's records
+    # str and map keys: missing as None, dtype inferred as pandas does for SqliteStore's records. Arrow strings
+    # convert in one step where pandas infers its string dtype (pandas 3) and some value is present (all-missing
+    # columns infer as object); going through Python objects costs about 1 s per million rows
+    if len(s) and _INFERRED_STR != object and s.dtype != object and pd.api.types.is_string_dtype(s) \
+            and not s.isna().all():
+        return s.astype(_INFERRED_STR)
     values = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v for v in s.tolist()]
     return pd.Series(values, index=s.index) if values else pd.Series(values, index=s.index, dtype=object)
 
