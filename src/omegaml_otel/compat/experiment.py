@@ -99,8 +99,13 @@ class Experiment:
 
     def _conds(self, event=None, run=None) -> list[Cond]:
         """Filters for this experiment's events. The event is read from its attribute, not from ``EventName``:
-        collectors that write the classic log columns (rotel) leave ``EventName`` empty."""
-        conds = [Cond("ScopeName", "eq", events.SCOPE), Cond(_LA, "eq", self.name, key=events.EXPERIMENT)]
+        collectors that write the classic log columns (rotel) leave ``EventName`` empty. A single event is first
+        matched on the plain ``Body`` (it starts with the event), so stores skip most rows before decoding any
+        attribute JSON; the attribute stays the real test."""
+        conds = [Cond("ScopeName", "eq", events.SCOPE)]
+        if isinstance(event, str):
+            conds.append(Cond("Body", "startswith", event))
+        conds.append(Cond(_LA, "eq", self.name, key=events.EXPERIMENT))
         if event is not None:
             conds.append(Cond(_LA, "in" if isinstance(event, (list, tuple)) else "eq", event, key=events.EVENT))
         if run is not None:
