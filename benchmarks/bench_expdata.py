@@ -29,6 +29,17 @@ BARE_SQL = (
 BARE_COLS = ["dt", "run_id", "event", "node", "step", "key", "value"]
 
 
+def fill(om, runs: int, events: int, name: str = "bench"):
+    """``runs`` runs of experiment ``name`` through the real API, each ``events`` events (start and stop included);
+    returns the experiment."""
+    exp = om.runtime.experiment(name)
+    for r in range(runs):
+        with exp:
+            for i in range(events - 2):
+                exp.log_metric("acc", i / events, step=i)
+    return exp
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=100)
@@ -44,12 +55,8 @@ def main() -> int:
     import omegaml_otel as om
     from omegaml_otel.stores import default_store
 
-    exp = om.runtime.experiment("bench")
     t = time.perf_counter()
-    for r in range(args.runs):
-        with exp:
-            for i in range(args.events - 2):
-                exp.log_metric("acc", i / args.events, step=i)
+    exp = fill(om, args.runs, args.events)
     print(f"# exp.data(run='all') over {args.runs} runs x {args.events} events, {args.rounds} rounds; {machine()}; "
           f"load {loadavg()}")
     print(f"# filled in {time.perf_counter() - t:.1f}s")

@@ -16,7 +16,17 @@ def log_burst(n: int, name: str = "bench.burst") -> dict:
     info = logging.getLogger(name).info
     for i in range(n):
         info("burst record %d of %s", i, name)
-    return {"n": n, "pid": os.getpid()}
+    return {"n": n, "pid": os.getpid(), **_buffer_state()}
+
+
+def _buffer_state() -> dict:
+    """Records this process's export buffers dropped so far, and records still queued (a collector's buffer is
+    not flushed before the result is sent: it drains while the client waits for the rows)."""
+    from omegaml_otel.export.providers import current
+
+    t = current()
+    buffers = t.buffers.values() if t is not None else ()
+    return {"dropped": sum(b.dropped for b in buffers), "pending": sum(b.pending() for b in buffers)}
 
 
 @shared_task(name="bench.log_burst_profile", base=OmegaTask)

@@ -1,6 +1,6 @@
 """Run every benchmark (each in its own process and temporary OMTEL_HOME) and summarise ratios vs targets.
 
-    python benchmarks/run_all.py              # each benchmark once, default sizes (a few minutes on 2 cores)
+    python benchmarks/run_all.py              # each benchmark once, default sizes (about 7 minutes on 2 cores)
     python benchmarks/run_all.py --runs 3     # each benchmark 3 times; the summary shows the median of the runs
     python benchmarks/run_all.py --quick      # smoke run, small sizes (about a minute)
     python benchmarks/run_all.py --only roundtrip,read
@@ -28,6 +28,8 @@ BENCHES = {
     "read": "bench_read.py",
     "profiler": "bench_profiler.py",
     "expdata": "bench_expdata.py",
+    "read_engines": "bench_read_engines.py",
+    "collector": "bench_collector.py",
 }
 #: (benchmark, metric, label, target, higher is better)
 TARGETS = [
@@ -40,6 +42,18 @@ TARGETS = [
     ("read", "ratio_reader", "dataset.get() / bare SQL of the same rows", 1.5, False),
     ("profiler", "share_pct", "profiler CPU at 1 Hz, % of one core", 1.0, False),
     ("expdata", "ratio", "exp.data(run='all'), 100 runs x 1,000 events / bare SQL", 1.5, False),
+    ("read_engines", "logs_sqlite_ratio", "dataset.get() / bare SQL, SQLite (engines run)", 1.5, False),
+    ("read_engines", "logs_clickhouse_ratio", "dataset.get() / bare query_df, ClickHouse (chdb)", 1.5, False),
+    ("read_engines", "logs_ch_vs_sqlite_compat", "  reference: dataset.get() ClickHouse / SQLite", None, False),
+    ("read_engines", "expdata_sqlite_ratio", "exp.data() / bare SQL, SQLite (engines run)", 1.5, False),
+    ("read_engines", "expdata_clickhouse_ratio", "exp.data() / bare query_df, ClickHouse (chdb)", 1.5, False),
+    ("read_engines", "expdata_ch_vs_sqlite_compat", "  reference: exp.data() ClickHouse / SQLite", None, False),
+    ("collector", "root_bridge_per_s", "log records/s, 2 workers -> OTLP -> rotel -> ClickHouse (root bridge)",
+     20_000, True),
+    ("collector", "log_dataset_per_s", "log records/s, 2 workers -> OTLP -> rotel -> ClickHouse (log dataset)",
+     20_000, True),
+    ("collector", "root_bridge_lost", "  records lost on the collector path (root bridge)", 0, False),
+    ("collector", "log_dataset_lost", "  records lost on the collector path (log dataset)", 0, False),
 ]
 
 
@@ -93,13 +107,14 @@ def main() -> int:
         if not values:
             continue
         med = median(values)
-        each = ", ".join(f"{v:,.0f}" if higher else f"{v:.2f}" for v in values)
+        counts = all(isinstance(v, int) for v in values)  # record counts (lost) print as whole numbers
+        each = ", ".join(f"{v:,.0f}" if higher or counts else f"{v:.2f}" for v in values)
         if target is None:
             verdict = ""
         else:
             ok = med >= target if higher else med <= target
             verdict = ("meets" if ok else "MISSES") + f" ({'>=' if higher else '<='} {target:,})"
-        rows.append([label, f"{med:,.0f}" if higher else f"{med:.2f}", each, verdict])
+        rows.append([label, f"{med:,.0f}" if higher or counts else f"{med:.2f}", each, verdict])
     print(f"\n# summary: median of {args.runs} run(s); load now {loadavg()}")
     print(table(["measure", "median", "runs", "target"], rows))
     for n, c in crashes.items():
