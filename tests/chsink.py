@@ -6,7 +6,8 @@ It speaks just enough of the ClickHouse HTTP protocol (platform-notes §6) for t
   body, plain or in ClickHouse's compressed framing (``decompress=1``, lz4). The body goes to a temp file and is
   loaded with ``INSERT INTO t (cols) SELECT * FROM file(tmp, 'RowBinary')``.
 - the ordinary ``clickhouse-connect`` HTTP client (and so ``ClickHouseStore('clickhouse://…')``): ``GET /ping``,
-  and queries in the POST body or the ``query`` URL argument, with bound parameters as ``param_<name>`` URL args
+  and queries in the POST body or the ``query`` URL argument (in the ``database`` URL arg's database), with bound
+  parameters as ``param_<name>`` URL args
   (passed to chdb as real parameters, never substituted), answered in the format asked for (``FORMAT`` clause or
   ``default_format``, else TabSeparated) with the ``X-ClickHouse-Format``/``X-ClickHouse-Timezone`` headers.
 
@@ -161,7 +162,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             fmt = qs.get("default_format", ["TabSeparated"])[0]
         params = {k[len("param_"):]: v[0] for k, v in qs.items() if k.startswith("param_")}
+        database = qs.get("database", ["default"])[0]  # a client's default database (Grafana's is otel)
+        if not re.fullmatch(r"\w+", database):
+            raise ValueError(f"bad database name {database!r}")
         with _LOCK:
+            _SESSION.query(f"USE {database}")
             result = _SESSION.query(sql, fmt, params=params or None)
             data = result.bytes()
             tz = _SESSION.query("SELECT timezone()", "TabSeparatedRaw").bytes().decode().strip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from schema_rows import row
@@ -145,6 +146,7 @@ def scenario() -> dict[str, list[tuple]]:
 
 # -- running ------------------------------------------------------------------------------------------------------
 def run_all(path: str) -> dict[str, int | str]:
+    """The synthetic scenario in a fresh chdb folder, then every query of every dashboard against it."""
     from omegaml_otel.stores.clickhouse import ClickHouseStore
 
     store = ClickHouseStore(f"chdb://{path}")
@@ -153,36 +155,41 @@ def run_all(path: str) -> dict[str, int | str]:
         store.write(table, rows)
     client = store._conn()
     client.command(f"USE {store.database}")  # Grafana's datasource has defaultDatabase otel: bare table names
+    try:
+        return query_dashboards(lambda sql: client.query(sql).result_rows)
+    finally:
+        store.close()
 
-    def rows(sql: str) -> list[tuple]:
-        return client.query(sql).result_rows
 
+def query_dashboards(rows: Callable[[str], list], *, from_s: int = FROM_S, to_s: int = TO_S,
+                     one: dict[str, str] | None = ONE) -> dict[str, int | str]:
+    """Row counts (or "error: ...") of every variable's and panel's query, through ``rows(sql)``. Modes: "one"
+    (each variable set to its value in ``one``; skipped when ``one`` is None) and "all" (every option)."""
     results: dict[str, int | str] = {}
     for name, dash in dashboards().items():
-        for mode in ("one", "all"):
+        for mode in ("one", "all") if one is not None else ("all",):
             values: dict[str, list[str]] = {}
             for v in dash.get("templating", {}).get("list", []):
                 label = f"{dash['uid']}/${v['name']} [{mode}]"
                 try:
-                    options = [str(r[0]) for r in rows(expand(v["query"], values))]
+                    options = [str(r[0]) for r in rows(expand(v["query"], values, from_s=from_s, to_s=to_s))]
                     results[label] = len(options)
                 except Exception as exc:
                     results[label] = f"error: {str(exc)[:500]}"
                     options = []
                 if mode == "one":
-                    if ONE.get(v["name"]) not in options:
-                        results[label] = f"error: {ONE.get(v['name'])!r} is not among the options {options}"
-                    values[v["name"]] = [ONE.get(v["name"], "")]
+                    if one.get(v["name"]) not in options:
+                        results[label] = f"error: {one.get(v['name'])!r} is not among the options {options}"
+                    values[v["name"]] = [one.get(v["name"], "")]
                 else:
                     values[v["name"]] = options
             for panel in dash["panels"]:
                 for target in panel.get("targets", []):
                     label = f"{dash['uid']}/{panel['id']}{target['refId']} {panel['title']} [{mode}]"
                     try:
-                        results[label] = len(rows(expand(target["rawSql"], values)))
+                        results[label] = len(rows(expand(target["rawSql"], values, from_s=from_s, to_s=to_s)))
                     except Exception as exc:
                         results[label] = f"error: {str(exc)[:500]}"
-    store.close()
     return results
 
 

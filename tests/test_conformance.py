@@ -88,3 +88,22 @@ def test_runs_and_scenario_content(stores):
     assert "intentional exception" in fails[fails.event == "task_failure"].value.iloc[0]["exception"]
     metrics = Experiment("metrics", store=ch).data(event="metric")
     assert list(metrics.key) == ["accuracy"] * 3 + ["loss"]
+
+
+def test_every_grafana_query_on_the_captured_data(stores):
+    """The dashboards on real data, as the collector wrote it: every variable and panel query returns rows, except
+    GPU panels on a machine without an NVIDIA GPU. (test_grafana covers them on synthetic data with GPUs.)"""
+    import clickhouse_connect
+    from grafana_panels import query_dashboards
+
+    _, ch = stores
+    host, port = ch.url.split("//", 1)[1].split("/", 1)[0].split(":")
+    client = clickhouse_connect.get_client(host=host, port=int(port), database="otel")  # Grafana's default db
+    now = int(time.time())
+    results = query_dashboards(lambda sql: client.query(sql).result_rows, from_s=now - 3600, to_s=now + 60,
+                               one=None)
+    assert len(results) > 20
+    errors = {k: v for k, v in results.items() if not isinstance(v, int)}
+    assert not errors, errors
+    empty = {k for k, v in results.items() if v == 0}
+    assert all("GPU" in k for k in empty), sorted(empty)
