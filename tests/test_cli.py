@@ -1,6 +1,7 @@
 """``omtel logs [-f]`` and ``omtel ping`` as a user runs them."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,8 @@ def test_logs_prints_text(worker, om):
 
 def test_logs_follow_shows_new_records(om):
     om.logger.reset()
-    follow = subprocess.Popen([*OMTEL, "logs", "-f", "--interval", "0.1"], stdout=subprocess.PIPE, text=True)
+    follow = subprocess.Popen([*OMTEL, "logs", "-f", "--interval", "0.1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         time.sleep(2)
         om.logger.getLogger("follower").info("arrived later")
@@ -38,7 +40,12 @@ def test_logs_follow_shows_new_records(om):
         assert any("INFO arrived later" in line for line in seen), seen
     finally:
         follow.send_signal(signal.SIGINT)
-        follow.wait(10)
+        try:
+            follow.wait(30)
+        except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
+            follow.send_signal(signal.SIGABRT)
+            _, err = follow.communicate(timeout=10)
+            raise AssertionError(f"omtel logs -f did not exit after SIGINT:\n{err[-5000:]}") from None
 
 
 def test_ping(worker):

@@ -22,6 +22,10 @@ from opentelemetry.sdk.trace import SpanProcessor
 from omegaml_otel import _guard
 
 
+#: seconds an exiting process waits for a running export of a buffer before it gives up on what is pending
+EXIT_WAIT = 15.0
+
+
 class ExportBuffer:
     def __init__(self, export: Callable[[list], None], *, name: str, interval: float = 0.2,
                  max_batch: int = 4096, max_queue: int = 200_000, block: bool = True):
@@ -76,19 +80,26 @@ class ExportBuffer:
             self._wake.clear()
             self.flush()
 
-    def flush(self) -> bool:
-        """Write everything pending; True when the store took it all."""
-        with self._export_lock, _guard.suppressed():
-            while True:
-                with self._lock:
-                    batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
-                if not batch:
-                    return True
-                try:
-                    self._export(batch)
-                except BaseException as exc:  # telemetry must never break the task
-                    self._keep(batch, exc)
-                    return False
+    def flush(self, lock_timeout: float = -1) -> bool:
+        """Write everything pending; True when the store took it all. ``lock_timeout``: give up (False) when
+        another export holds the buffer longer than that."""
+        if not self._export_lock.acquire(timeout=lock_timeout):
+            self.last_error = TimeoutError(f"another export of {self.name} did not end within {lock_timeout}s")
+            return False
+        try:
+            with _guard.suppressed():
+                while True:
+                    with self._lock:
+                        batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
+                    if not batch:
+                        return True
+                    try:
+                        self._export(batch)
+                    except BaseException as exc:  # telemetry must never break the task
+                        self._keep(batch, exc)
+                        return False
+        finally:
+            self._export_lock.release()
 
     def force_flush(self) -> bool:
         """What an SDK ``force_flush`` means here: a store buffer writes now; a collector buffer (``block=False``)
@@ -123,8 +134,10 @@ class ExportBuffer:
 
     def shutdown(self) -> None:
         """Export what is pending and report what could not be. Safe to call again (a Celery child shuts down
-        from its signal, the main process from atexit): later records are still exported, losses reported once."""
-        self.flush()
+        from its signal, the main process from atexit): later records are still exported, losses reported once.
+        An exit never hangs on the buffer: a lock left held (a signal that interrupted a flush of this very
+        thread) or an export stuck past ``EXIT_WAIT`` seconds makes the rest count as lost instead."""
+        self.flush(lock_timeout=EXIT_WAIT)
         self._closed = True
         self._wake.set()
         lost = self.pending() + self.dropped
