@@ -25,8 +25,11 @@ def test_logs_prints_text(worker, om):
 
 def test_logs_follow_shows_new_records(om):
     om.logger.reset()
+    # Ctrl-C as in a terminal: a test run started in the background (`cmd &` in a script) inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler; the child gets the default back
     follow = subprocess.Popen([*OMTEL, "logs", "-f", "--interval", "0.1"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(2)
         om.logger.getLogger("follower").info("arrived later")
