@@ -416,7 +416,7 @@ class Experiment:
                 MapKey(_LA, events.STEP), MapKey(_LA, events.KEY), MapKey(_LA, events.VALUE)]
         if extra:
             cols += [MapKey(_RA, "omegaml.user"), MapKey(_LA, "celery.task_id")]
-        raw = self.store.logs(conds=conds, columns=cols, since=lower, until=upper)
+        raw = self.store.logs(conds=conds, columns=cols, since=lower, until=upper, python_strings=True)
         raw.columns = ["dt", "run_id", "event", "node", "step", "key", "value"] + (["userid", "taskid"] if extra
                                                                                    else [])
         df = pd.DataFrame({

@@ -223,7 +223,7 @@ class LogDataset:
                   MapKey(_RA, "host.name"), MapKey(_LA, LEVELNO_ATTR)]
         select += [_FIELDS[c] for c in extras if _FIELDS[c] not in select]
         raw = self.store.logs(conds=[Cond(_LA, "eq", self.name, key=DATASET_ATTR), *pushed], columns=select,
-                              since=lower, until=upper)
+                              since=lower, until=upper, python_strings=True)
         df = to_compat(raw, extras)
         for field, op, value in post:
             df = df[_match(df[field], op, value)]
@@ -342,7 +342,9 @@ def to_compat(raw: pd.DataFrame, extras: list[str] = ()) -> pd.DataFrame:
             _iso(ns[is_simple]), level.to_numpy()[is_simple], msg.to_numpy()[is_simple])]
         init = levelno == 999
         text[init] = msg.to_numpy()[init]
-    df = pd.DataFrame({"level": level, "levelno": levelno, "logger": logger, "msg": msg, "text": text,
+    # text as Python strings like the other columns (an ndarray would be inferred as pandas' string dtype)
+    df = pd.DataFrame({"level": level, "levelno": levelno, "logger": logger, "msg": msg,
+                       "text": pd.Series(text, index=raw.index, dtype=object),
                        "hostname": raw[f"{_RA}['host.name']"].astype(object), "created": created})
     df = _drop_repeated_init(df)
     for c in extras:

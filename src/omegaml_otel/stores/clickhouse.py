@@ -270,7 +270,7 @@ class ClickHouseStore(Store):
     # -- read ---------------------------------------------------------------------------------------------------
     def query(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey] | None = None,
               since: datetime | int | None = None, until: datetime | int | None = None,
-              limit: int | None = None, descending: bool = False) -> pd.DataFrame:
+              limit: int | None = None, descending: bool = False, python_strings: bool = False) -> pd.DataFrame:
         layout = self._table(table)
         tcol = schema.TIME_COLUMN[table]
         selected = list(columns) if columns is not None else schema.columns(table)
@@ -320,7 +320,8 @@ class ClickHouseStore(Store):
                 raise StoreError(f"cannot read store {self.url}: {self._clean(exc)}") from None
         out = {}
         for i, (label, k) in enumerate(zip(labels, kinds)):
-            out[label] = _reader(k, label, raw[f"c{i}"] if f"c{i}" in raw.columns else pd.Series([], dtype=object))
+            col = raw[f"c{i}"] if f"c{i}" in raw.columns else pd.Series([], dtype=object)
+            out[label] = _reader(k, label, col, python_strings)
         df = pd.DataFrame(out, columns=labels)
         df.index = pd.RangeIndex(len(df))
         return df
@@ -393,7 +394,7 @@ def _plain(x):
 _INFERRED_STR = pd.Series(["a"]).dtype
 
 
-def _reader(kind: str, label: str, s: pd.Series) -> pd.Series:
+def _reader(kind: str, label: str, s: pd.Series, python_strings: bool = False) -> pd.Series:
     """clickhouse-connect's column -> the dtype SqliteStore returns for that kind."""
     if kind == "time":
         if not len(s):
@@ -414,9 +415,11 @@ def _reader(kind: str, label: str, s: pd.Series) -> pd.Series:
     # str and map keys: missing as None, dtype inferred as pandas does for SqliteStore's records. Arrow strings
     # convert in one step where pandas infers its string dtype (pandas 3) and some value is present (all-missing
     # columns infer as object); going through Python objects costs about 1 s per million rows
-    if len(s) and _INFERRED_STR != object and s.dtype != object and pd.api.types.is_string_dtype(s) \
-            and not s.isna().all():
-        return s.astype(_INFERRED_STR)
+    if len(s) and s.dtype != object and pd.api.types.is_string_dtype(s) and not s.isna().all():
+        if python_strings:
+            return s.astype(object).where(s.notna(), None)
+        if _INFERRED_STR != object:
+            return s.astype(_INFERRED_STR)
     values = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v for v in s.tolist()]
     return pd.Series(values, index=s.index) if values else pd.Series(values, index=s.index, dtype=object)
 

@@ -160,7 +160,7 @@ class SqliteStore(Store):
     # -- read ---------------------------------------------------------------------------------------------------
     def query(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey] | None = None,
               since: datetime | int | None = None, until: datetime | int | None = None,
-              limit: int | None = None, descending: bool = False) -> pd.DataFrame:
+              limit: int | None = None, descending: bool = False, python_strings: bool = False) -> pd.DataFrame:
         if table not in schema.TABLES:
             raise ValueError(f"unknown table {table!r}; use one of {', '.join(schema.TABLES)}")
         tcol = schema.TIME_COLUMN[table]
@@ -201,8 +201,13 @@ class SqliteStore(Store):
                 rows = self._connection().execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read store {self.url}: {exc}") from exc
-        df = pd.DataFrame.from_records(rows, columns=labels, coerce_float=False, nrows=len(rows))
+        if python_strings and rows:  # no type inference: strings stay the str objects sqlite3 made
+            df = pd.DataFrame(rows, columns=labels, dtype=object)
+        else:
+            df = pd.DataFrame.from_records(rows, columns=labels, coerce_float=False, nrows=len(rows))
         for label, k in zip(labels, kinds):
+            if k in ("int", "float", "time") and df[label].dtype == object and len(df):
+                df[label] = df[label].astype("float64" if k == "float" else "int64")
             if k == "time":
                 df[label] = pd.to_datetime(df[label], unit="ns")
             elif k in ("map", "list"):
