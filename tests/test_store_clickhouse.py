@@ -120,6 +120,19 @@ def test_logs_round_trip(ch, lite):
                                                 MapKey("ResourceAttributes", "host.name")])
 
 
+def test_python_strings_are_str_objects_on_both_stores(ch, lite):
+    both(ch, lite, schema.LOGS, log_rows())
+    cols = ["Timestamp", "SeverityNumber", "Body", MapKey("LogAttributes", "extra"), "LogAttributes"]
+    df = assert_same(ch, lite, schema.LOGS, columns=cols, python_strings=True)
+    assert df["Body"].dtype == object and df["LogAttributes['extra']"].dtype == object
+    assert list(df["LogAttributes['extra']"]) == [None, "x", None, "x", None]  # missing is None, not NaN
+    assert str(df["Timestamp"].dtype) == "datetime64[ns]" and df["SeverityNumber"].dtype == "int64"
+    assert df["Body"].tolist() == lite.query(schema.LOGS, columns=cols)["Body"].tolist()  # same values as ever
+    none = assert_same(ch, lite, schema.LOGS, columns=cols[:4], python_strings=True,
+                       conds=[Cond("Body", "eq", "no such body")])
+    assert len(none) == 0
+
+
 def test_traces_round_trip(ch, lite):
     rows = [row(schema.TRACES, Timestamp=T0_NS + i, TraceId=f"{i:032x}", SpanId=f"{i:016x}", ParentSpanId="",
                 SpanName="run/task", SpanKind="Consumer", ServiceName="worker", Duration=1_500_000 * (i + 1),
@@ -169,6 +182,7 @@ def test_empty_results_have_the_same_shape(ch, lite):
     b = lite.query(schema.LOGS, columns=["Timestamp", "Body", MapKey("LogAttributes", "k")])
     assert list(a.columns) == list(b.columns) and len(a) == len(b) == 0
     pd.testing.assert_frame_equal(a, b)
+    assert_same(ch, lite, schema.LOGS, limit=0)  # map columns too
 
 
 # -- every operator ------------------------------------------------------------------------------------------------

@@ -211,7 +211,8 @@ class SqliteStore(Store):
             if k == "time":
                 df[label] = pd.to_datetime(df[label], unit="ns")
             elif k in ("map", "list"):
-                df[label] = [json.loads(v) if v else ({} if k == "map" else []) for v in df[label]]
+                df[label] = pd.Series([json.loads(v) if v else ({} if k == "map" else []) for v in df[label]],
+                                      index=df.index, dtype=object)  # object also when empty, as ClickHouse
         return df
 
     def close(self) -> None:
