@@ -3,7 +3,8 @@
 An event is a log record of scope ``omegaml.experiment`` whose attributes carry the experiment, the event (start,
 stop, metric, task_call, …), the run id (the run's trace id), key, step and the value as JSON. The event is also
 the record's ``EventName``, but readers use the attribute: rotel's ClickHouse exporter does not write
-``EventName``. The body starts with the event (readers filter on that first). Events are stored like any other log record, so Grafana and SQL see them too.
+``EventName``. The body starts with the event (readers filter on that first). Events are stored like any other
+log record, so Grafana and SQL see them too.
 """
 from __future__ import annotations
 

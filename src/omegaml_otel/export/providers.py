@@ -23,7 +23,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from omegaml_otel.export.buffer import BufferedLogProcessor, BufferedMetricExporter, BufferedSpanProcessor, ExportBuffer
+from omegaml_otel.export.buffer import (
+    BufferedLogProcessor,
+    BufferedMetricExporter,
+    BufferedSpanProcessor,
+    ExportBuffer,
+)
 from omegaml_otel.export.store import StoreMetricExporter, StoreWriter
 from omegaml_otel.settings import STORE_EXPORTER, ConfigurationError, Settings, settings
 
@@ -176,21 +181,20 @@ def _build(cfg: Settings, role: str) -> Telemetry:
         b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
         return b
 
-    def sending(signal, name, interval):
-        return _sending(buffers, signal, name, cfg, interval)
-
     tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
     if tp is not existing[0]:
         for name in cfg.exporters["traces"]:
-            tp.add_span_processor(BufferedSpanProcessor(buffer("spans", writer.spans) if name == STORE_EXPORTER
-                                                        else sending("traces", name, cfg.otlp_spans_delay)))
+            tp.add_span_processor(BufferedSpanProcessor(
+                buffer("spans", writer.spans) if name == STORE_EXPORTER
+                else _sending(buffers, "traces", name, cfg, cfg.otlp_spans_delay)))
         trace.set_tracer_provider(tp)
 
     lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
     if lp is not existing[1]:
         for name in cfg.exporters["logs"]:
-            lp.add_log_record_processor(BufferedLogProcessor(buffer("logs", writer.logs) if name == STORE_EXPORTER
-                                                             else sending("logs", name, cfg.otlp_logs_delay)))
+            lp.add_log_record_processor(BufferedLogProcessor(
+                buffer("logs", writer.logs) if name == STORE_EXPORTER
+                else _sending(buffers, "logs", name, cfg, cfg.otlp_logs_delay)))
         _logs.set_logger_provider(lp)
 
     mp = existing[2]
