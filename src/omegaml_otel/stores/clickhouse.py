@@ -421,7 +421,9 @@ def _reader(kind: str, label: str, s: pd.Series, python_strings: bool = False) -
         if _INFERRED_STR != object:
             return s.astype(_INFERRED_STR)
     values = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v for v in s.tolist()]
-    return pd.Series(values, index=s.index) if values else pd.Series(values, index=s.index, dtype=object)
+    if python_strings or not values:  # python_strings promises object columns, whatever the client returned
+        return pd.Series(values, index=s.index, dtype=object)
+    return pd.Series(values, index=s.index)
 
 
 def _cond_sql(table: str, cond: Cond, bind) -> str:
