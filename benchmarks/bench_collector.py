@@ -139,7 +139,7 @@ def main() -> int:
           f"ms, OMTEL_MAX_QUEUE={wenv.get('OMTEL_MAX_QUEUE', 'default')}")
 
     import omegaml_otel as om
-    from omegaml_otel.runtimes.worker import worker_process
+    from omegaml_otel.worker import worker_process
 
     logs = {name: open(home / f"{name}.log", "w") for name in ("sink", "rotel", "worker")}
     sink = rot = None

@@ -53,7 +53,7 @@ def main() -> int:
     import pandas as pd
 
     import omegaml_otel as om
-    from omegaml_otel.stores import default_store
+    from omegaml_otel._internal.stores import default_store
 
     t = time.perf_counter()
     exp = fill(om, args.runs, args.events)

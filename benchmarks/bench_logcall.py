@@ -5,8 +5,8 @@ Each side is a ``logging.Logger`` (propagate off) whose only handler is
 - ``FileHandler``          -- ``logging.FileHandler`` with omega-ml's format
   ``'%(asctime)s - %(name)s - %(levelname)s - %(message)s'`` (the same fields the bridge stores);
 - ``FileHandler (bare)``   -- the same without a formatter (``%(message)s`` only), for reference;
-- ``LogBridge``            -- ``omegaml_otel.capture.logbridge.LogBridge`` on the real embedded pipeline
-  (``export.providers.telemetry()`` in a temporary OMTEL_HOME: LoggerProvider -> BufferedLogProcessor ->
+- ``LogBridge``            -- ``omegaml_otel._internal.capture.logbridge.LogBridge`` on the real embedded pipeline
+  (``export.pipeline.pipeline()`` in a temporary OMTEL_HOME: LoggerProvider -> BufferedLogProcessor ->
   ExportBuffer -> StoreWriter -> SQLite WAL);
 - ``stock OTel handler``   -- ``opentelemetry.sdk._logs.LoggingHandler`` (deprecated, still shipped) on the same
   provider, for reference.
@@ -46,14 +46,14 @@ def main() -> int:
         args.calls, args.rounds = 10_000, 2
 
     home = fresh_home("logcall")
-    from omegaml_otel.capture.logbridge import LogBridge
-    from omegaml_otel.export.providers import telemetry
+    from omegaml_otel._internal.capture.logbridge import LogBridge
+    from omegaml_otel._internal.export.pipeline import pipeline
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from opentelemetry.sdk._logs import LoggingHandler
 
-    tel = telemetry("client")
+    tel = pipeline("client")
     provider = tel.logger_provider
     print(f"# one logger.info() call, {args.rounds} rounds x {args.calls:,} calls per side; {machine()}; "
           f"load {loadavg()}")

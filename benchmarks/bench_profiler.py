@@ -29,8 +29,8 @@ def main() -> int:
         args.seconds = 10.0
     home = fresh_home("profiler")
     import omegaml_otel as om
-    from omegaml_otel.compat.experiment import sampler
-    from omegaml_otel.stores import default_store
+    from omegaml_otel._internal.capture.profiling import pipeline_sampler as sampler
+    from omegaml_otel._internal.stores import default_store
 
     om.setup()
     default_store().logs(limit=1)  # open the store and import everything before measuring

@@ -85,7 +85,7 @@ def main() -> int:
 
     home = fresh_home("read")
     import omegaml_otel as om
-    from omegaml_otel.stores import default_store
+    from omegaml_otel._internal.stores import default_store
 
     store = default_store()
     print(f"# read {args.rows:,} log dataset rows, {args.rounds} rounds; {machine()}; load {loadavg()}")

@@ -74,7 +74,7 @@ def _digest(df) -> dict[str, str]:
 
 def copy_sqlite_to(store, sqlite_path: Path, chunk: int = 100_000) -> dict[str, int]:
     """Every table of an embedded SQLite store into ``store`` (a ClickHouseStore) through ``store.write``."""
-    from omegaml_otel.stores import schema
+    from omegaml_otel._internal.stores import schema
 
     con = sqlite3.connect(sqlite_path)
     counts = {}
@@ -104,7 +104,7 @@ def serve(engine: str, workload: str, home: Path, args) -> int:
     import pandas as pd
 
     import omegaml_otel as om
-    from omegaml_otel.stores import default_store
+    from omegaml_otel._internal.stores import default_store
 
     store = default_store()
     t = time.perf_counter()
@@ -140,8 +140,10 @@ def serve(engine: str, workload: str, home: Path, args) -> int:
 
     sides = {"compat": compat}
     if engine == "sqlite":
-        from bench_expdata import BARE_COLS as EXP_COLS, BARE_SQL as EXP_SQL
-        from bench_read import SAME_COLS as LOG_COLS, SAME_SQL as LOG_SQL
+        from bench_expdata import BARE_COLS as EXP_COLS
+        from bench_expdata import BARE_SQL as EXP_SQL
+        from bench_read import SAME_COLS as LOG_COLS
+        from bench_read import SAME_SQL as LOG_SQL
         con = sqlite3.connect(sqlite_path)
         if workload == "logs":
             sides["bare"] = lambda: pd.DataFrame(con.execute(LOG_SQL).fetchall(), columns=LOG_COLS)

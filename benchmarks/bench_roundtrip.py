@@ -162,7 +162,7 @@ def main() -> int:
     print(f"# task round trip, {args.rounds} rounds x {args.block} pings per side; {machine()}; "
           f"load {loadavg()}")
 
-    from omegaml_otel.runtimes.worker import stop_process, worker_process
+    from omegaml_otel._internal.runtimes.worker import stop_process, worker_process
 
     clients: list[Client] = []
     plain_log = open(plain_home / "worker.log", "w")

@@ -6,7 +6,7 @@ import os
 
 from celery import shared_task
 
-from omegaml_otel.runtimes.tasks import OmegaTask
+from omegaml_otel.tasks import OmegaTask
 
 
 @shared_task(name="bench.log_burst", base=OmegaTask)
@@ -22,9 +22,9 @@ def log_burst(n: int, name: str = "bench.burst") -> dict:
 def _buffer_state() -> dict:
     """Records this process's export buffers dropped so far, and records still queued (a collector's buffer is
     not flushed before the result is sent: it drains while the client waits for the rows)."""
-    from omegaml_otel.export.providers import current
+    from omegaml_otel._internal.export.pipeline import current_pipeline
 
-    t = current()
+    t = current_pipeline()
     buffers = t.buffers.values() if t is not None else ()
     return {"dropped": sum(b.dropped for b in buffers), "pending": sum(b.pending() for b in buffers)}
 

@@ -69,7 +69,7 @@ def main() -> int:
           f"{machine()}; load {loadavg()}")
 
     import omegaml_otel as om
-    from omegaml_otel.runtimes.worker import worker_process
+    from omegaml_otel.worker import worker_process
 
     n = args.records
     results: dict[str, list[tuple[float, float, int, int, int]]] = {m: [] for m in MODES}

@@ -6,7 +6,7 @@ The baseline of bench_roundtrip.py. Started as::
 
 ``celery_config(settings())`` is the very dict the instrumented runtime's app gets (filesystem broker under
 ``$OMTEL_HOME/broker`` with 10 ms polling, ``file://`` results, json, queue ``omegaml``); importing
-``omegaml_otel.settings`` and ``omegaml_otel.runtimes.app`` loads no OpenTelemetry module, which
+``omegaml_otel.settings`` and ``omegaml_otel._internal.runtimes.app`` loads no OpenTelemetry module, which
 ``bench.plain_otel_modules`` lets the benchmark verify inside a pool child.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 
 from celery import Celery
 
-from omegaml_otel.runtimes.app import celery_config
+from omegaml_otel._internal.runtimes.app import celery_config
 from omegaml_otel.settings import settings
 
 app = Celery("plain")

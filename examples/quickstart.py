@@ -11,7 +11,7 @@ In everyday use you would run ``omtel worker`` in a terminal (or as a service) i
 import pandas as pd
 
 import omegaml_otel as om
-from omegaml_otel.runtimes.worker import worker_process
+from omegaml_otel.worker import worker_process
 
 COLUMNS = ["level", "levelno", "logger", "msg", "text", "hostname", "created"]
 

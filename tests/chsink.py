@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from chdb import session
 
-from omegaml_otel.stores.clickhouse import render_ddl
+from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
 _INSERT = re.compile(r"\s*INSERT\s+INTO\s+([\w.`]+)\s*(?:\(([^)]*)\))?\s*FORMAT\s+(\w+)\s*$", re.I | re.S)
 _FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.I)

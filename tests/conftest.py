@@ -36,7 +36,7 @@ def omtel_home() -> Path:
 @pytest.fixture(scope="session")
 def worker(omtel_home):
     """A prefork ``omtel worker`` (concurrency 2) on the embedded default, shared by the session."""
-    from omegaml_otel.runtimes.worker import worker_process
+    from omegaml_otel.worker import worker_process
 
     log = open(omtel_home / "worker.log", "w")
     with worker_process(concurrency=2, stderr=log) as proc:

@@ -71,7 +71,7 @@ def dashboards() -> dict[str, dict]:
 def scenario() -> dict[str, list[tuple]]:
     """Ping tasks (producer + consumer spans) on two workers with one failing task, their task logs, host/GPU
     gauges, and an experiment with two runs (events and profile metrics tagged with experiment and run)."""
-    from omegaml_otel.stores import schema
+    from omegaml_otel._internal.stores import schema
 
     ms = 1_000_000
     res_worker = {"service.name": SERVICE, "host.name": HOST}
@@ -147,7 +147,7 @@ def scenario() -> dict[str, list[tuple]]:
 # -- running ------------------------------------------------------------------------------------------------------
 def run_all(path: str) -> dict[str, int | str]:
     """The synthetic scenario in a fresh chdb folder, then every query of every dashboard against it."""
-    from omegaml_otel.stores.clickhouse import ClickHouseStore
+    from omegaml_otel._internal.stores.clickhouse import ClickHouseStore
 
     store = ClickHouseStore(f"chdb://{path}")
     store.apply_schema()

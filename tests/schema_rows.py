@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from omegaml_otel.stores import schema
+from omegaml_otel._internal.stores import schema
 
 _DEFAULTS = {"time": 0, "int": 0, "float": 0.0, "str": "", "map": "{}", "list": "[]"}
 

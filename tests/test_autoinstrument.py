@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from omegaml_otel.stores import Cond
-from omegaml_otel.stores.sqlite import SqliteStore
+from omegaml_otel._internal.stores import Cond
+from omegaml_otel._internal.stores.sqlite import SqliteStore
 
 pytestmark = pytest.mark.slow
 APP = Path(__file__).parent / "autoapp"

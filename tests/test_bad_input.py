@@ -141,7 +141,7 @@ def test_log_big_on_worker(worker, om):
 UNWRITABLE_LOGGER = """
     import json
     import omegaml_otel as om
-    from omegaml_otel.stores import StoreError
+    from omegaml_otel._internal.stores import StoreError
     out = {}
     for step, call in (("info", lambda: om.logger.info("x")), ("get", lambda: om.logger.dataset.get())):
         try:
@@ -157,10 +157,10 @@ def test_unwritable_home_gives_store_error():
     proc, out = run_script(UNWRITABLE_LOGGER, {"OMTEL_HOME": "/proc/omtel-nope"})
     assert proc.returncode == 0, proc.stderr
     # reading must fail with the package's StoreError naming the setting to change
-    assert out["get"].startswith("omegaml_otel.stores.base.StoreError: "), out
+    assert out["get"].startswith("omegaml_otel.errors.StoreError: "), out
     assert "OMTEL_HOME" in out["get"] and "/proc/omtel-nope" in out["get"]
     # logging either works (buffered) or fails the same clear way; never a bare sqlite/OS error
-    assert out["info"] == "ok" or (out["info"].startswith("omegaml_otel.stores.base.StoreError: ")
+    assert out["info"] == "ok" or (out["info"].startswith("omegaml_otel.errors.StoreError: ")
                                    and "OMTEL_HOME" in out["info"]), out
     assert "sqlite3.OperationalError" not in out["get"] and "Traceback" not in out["get"]
 
@@ -253,7 +253,7 @@ def test_native_reader_bad_filters(om):
 NO_WORKER = """
     import json, time
     import omegaml_otel as om
-    from omegaml_otel.runtimes.client import NoWorkerError
+    from omegaml_otel.errors import NoWorkerError
     t0 = time.monotonic()
     out = {}
     try:
@@ -285,7 +285,7 @@ def test_ping_without_worker(tmp_path):
 MANY_PINGS = """
     import json, time
     import omegaml_otel as om
-    from omegaml_otel.runtimes.worker import worker_process
+    from omegaml_otel.worker import worker_process
     out = {"done": 0}
     with worker_process(concurrency=2) as proc:
         t0 = time.monotonic()

@@ -317,7 +317,7 @@ def _by_name(formatted):
 @pytest.fixture(scope="module")
 def cluster_ddl():
     """(single-node, cluster) statements of the same options, both formatted by ClickHouse's parser."""
-    from omegaml_otel.stores.clickhouse import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
     single, cluster = render_ddl("otel", 30), render_ddl("otel", 30, cluster="omtel")
     formatted = _clickhouse_format(single + cluster)
@@ -368,7 +368,7 @@ def test_cluster_ddl_view_reads_and_writes_local_tables(cluster_ddl):
 
 
 def test_cluster_ddl_substitutes_database_and_ttl():
-    from omegaml_otel.stores.clickhouse import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
     stmts = render_ddl("telemetry", ttl_days=7, cluster="prod_cluster")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS telemetry ON CLUSTER `prod_cluster`"
@@ -383,7 +383,7 @@ def test_cluster_ddl_substitutes_database_and_ttl():
 def test_cluster_ddl_keeps_the_engine_family(tmp_path, monkeypatch):
     """ReplacingMergeTree(ver) becomes ReplicatedReplacingMergeTree(path, replica, ver): the engine's own arguments
     follow the Keeper path and replica name."""
-    from omegaml_otel.stores import clickhouse
+    from omegaml_otel._internal.stores import clickhouse_ddl as clickhouse
 
     ddl = tmp_path / "schema.sql"
     ddl.write_text("CREATE TABLE IF NOT EXISTS {database}.otel_traces (\n    TraceId String,\n    ver UInt64\n"
@@ -397,7 +397,7 @@ def test_cluster_ddl_keeps_the_engine_family(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["", "a b", "c1; DROP TABLE x", "1cluster", "my-cluster", "`c`"])
 def test_cluster_name_must_be_an_identifier(name):
-    from omegaml_otel.stores.clickhouse import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
     with pytest.raises(ValueError, match="plain identifier.*remote_servers"):
         render_ddl(cluster=name)
@@ -410,7 +410,7 @@ def _omtel(*args):
 
 def test_omtel_schema_show_prints_parseable_sql():
     """``omtel schema show`` connects nowhere: it prints what ``schema apply`` runs, for clickhouse-client."""
-    from omegaml_otel.stores.clickhouse import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
     res = _omtel("schema", "show", "--database", "telemetry", "--ttl-days", "7", "--cluster", "prod")
     assert res.returncode == 0, res.stderr
@@ -475,7 +475,7 @@ def test_cluster_ddl_distributed_in_chdb(tmp_path):
     Keeper (without one they open read-only), so here the statements run without ``ON CLUSTER`` and the local
     tables with the non-replicated engine of the same family.
     """
-    from omegaml_otel.stores.clickhouse import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
     res = subprocess.run([sys.executable, "-c", _DISTRIBUTED_SCRIPT], capture_output=True, text=True, timeout=120,
                          input=json.dumps([str(tmp_path), render_ddl(ttl_days=30, cluster="omtel")]))

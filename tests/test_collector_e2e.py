@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+
 from collector_path import collector_path, exporting_env, stop
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 CLIENT = r"""
 import json, sys, time
 import omegaml_otel as om
-from omegaml_otel.runtimes.client import wait_for
+from omegaml_otel._internal.runtimes.client import wait_for
 
 deadline = time.monotonic() + 30
 while True:  # the worker is ready when it answers a ping on its own broker

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from collector_path import collector_path, exporting_env
 
-from omegaml_otel.compat.experiment import Experiment
-from omegaml_otel.compat.logger import LogDataset
-from omegaml_otel.stores import open_store
+from collector_path import collector_path, exporting_env
+from omegaml_otel._internal.compat.experiment import Experiment
+from omegaml_otel._internal.compat.logger import LogDataset
+from omegaml_otel._internal.stores import open_store
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
@@ -94,6 +94,7 @@ def test_every_grafana_query_on_the_captured_data(stores):
     """The dashboards on real data, as the collector wrote it: every variable and panel query returns rows, except
     GPU panels on a machine without an NVIDIA GPU. (test_grafana covers them on synthetic data with GPUs.)"""
     import clickhouse_connect
+
     from grafana_panels import query_dashboards
 
     _, ch = stores

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from omegaml_otel.runtimes.worker import stop_process
+from omegaml_otel.worker import stop_process
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -34,7 +34,7 @@ def test_quickstart(tmp_path):
 @pytest.mark.slow
 def test_own_celery_app_under_opentelemetry_instrument(tmp_path):
     import omegaml_otel as om
-    from omegaml_otel.stores import open_store
+    from omegaml_otel._internal.stores import open_store
 
     app_dir = EXAMPLES / "own_celery_app"
     assert "omegaml_otel" not in (app_dir / "theirapp.py").read_text()

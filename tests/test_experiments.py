@@ -11,7 +11,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from omegaml_otel.compat.experiment import COLUMNS, GPU_KEYS, PROFILE_KEYS
+from omegaml_otel._internal.compat.expdata import COLUMNS, GPU_KEYS, PROFILE_KEYS
 
 
 def _has_nvidia_gpu() -> bool:

@@ -9,7 +9,7 @@ import re
 import threading
 import time
 
-from omegaml_otel.export.buffer import ExportBuffer
+from omegaml_otel._internal.export.buffer import ExportBuffer
 
 
 def test_nothing_lost_while_the_store_takes_writes():
@@ -66,7 +66,7 @@ def test_shutdown_never_hangs_on_a_held_lock(capfd, monkeypatch):
     """A signal that lands between a flush's lock acquire and its ``with`` block leaves the lock held by the
     exiting thread itself; shutdown then gives up after EXIT_WAIT and reports, instead of hanging the exit.
     (Such a signal cannot be timed for real in a test: the lock is held by hand.)"""
-    from omegaml_otel.export import buffer as buffer_module
+    from omegaml_otel._internal.export import buffer as buffer_module
 
     monkeypatch.setattr(buffer_module, "EXIT_WAIT", 0.2)
     written = []

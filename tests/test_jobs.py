@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from omegaml_otel.runtimes.client import wait_for
-from omegaml_otel.runtimes.jobs import JobError, JobStore
+from omegaml_otel._internal.runtimes.client import wait_for
+from omegaml_otel._internal.runtimes.jobs import JobError, JobStore
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,7 @@ def restore_python_loggers():
 
 # -- omegaml-behaviour §5.1 ---------------------------------------------------------------------------------------
 def test_simple_logger(om):
-    from omegaml_otel.compat.logger import SimpleLogger
+    from omegaml_otel._internal.compat.logger import SimpleLogger
 
     om.logger.reset()
     assert isinstance(om.logger, SimpleLogger)
@@ -109,7 +109,7 @@ def test_python_logger_capture_root(om, restore_python_loggers):
 
 
 def test_named_simplelogger(om):
-    from omegaml_otel.compat.logger import SimpleLogger
+    from omegaml_otel._internal.compat.logger import SimpleLogger
 
     om.logger.reset()
     foo = om.logger.getLogger("foo")

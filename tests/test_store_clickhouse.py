@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from omegaml_otel.stores import Cond, MapKey, StoreError, open_store, schema
-from omegaml_otel.stores.clickhouse import ClickHouseStore, mask_url, render_ddl
-from omegaml_otel.stores.sqlite import SqliteStore
+from omegaml_otel._internal.stores import Cond, MapKey, StoreError, open_store, schema
+from omegaml_otel._internal.stores.clickhouse import ClickHouseStore, mask_url
+from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
+from omegaml_otel._internal.stores.sqlite import SqliteStore
 from schema_rows import row
 
 T0 = datetime(2026, 1, 2, 3, 4, 5)
@@ -286,8 +287,8 @@ def test_layout_probe_reads_datetime_seconds_and_no_timestamptime(ch_session):
 
 # -- the compat reader on ClickHouse ---------------------------------------------------------------------------------
 def test_log_dataset_on_clickhouse_equals_sqlite(ch, om):
-    from omegaml_otel.compat.logger import LogDataset
-    from omegaml_otel.stores import default_store
+    from omegaml_otel._internal.compat.logger import LogDataset
+    from omegaml_otel._internal.stores import default_store
 
     om.logger.reset()
     om.logger.setLevel("DEBUG")

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from omegaml_otel.stores import Cond, MapKey, StoreError, open_store, schema
-from omegaml_otel.stores.sqlite import SCHEMA_VERSION, SqliteStore
+from omegaml_otel._internal.stores import Cond, MapKey, StoreError, open_store, schema
+from omegaml_otel._internal.stores.sqlite import SCHEMA_VERSION, SqliteStore
 from schema_rows import row
 
 T0 = datetime(2026, 1, 2, 3, 4, 5)
@@ -269,8 +269,8 @@ def test_values_are_bound_parameters(logs, value):
 # -- many writer processes -----------------------------------------------------------------------------------------
 WRITER = textwrap.dedent("""
     import sys, time, json
-    from omegaml_otel.stores import schema
-    from omegaml_otel.stores.sqlite import SqliteStore
+    from omegaml_otel._internal.stores import schema
+    from omegaml_otel._internal.stores.sqlite import SqliteStore
     path, writer, n, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     cols = schema.TABLES[schema.LOGS]
     defaults = {"time": 0, "int": 0, "float": 0.0, "str": "", "map": "{}", "list": "[]"}

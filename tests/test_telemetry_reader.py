@@ -129,9 +129,9 @@ def test_metrics_columns(worker, om):
 def test_metrics_gauge_and_updowncounter(om):
     from opentelemetry import metrics
 
-    from omegaml_otel.export.providers import telemetry
+    from omegaml_otel._internal.export.pipeline import pipeline
 
-    tel = telemetry()
+    tel = pipeline()
     run = uuid.uuid4().hex
     meter = metrics.get_meter("omtel.tests")
     gauge = meter.create_gauge("omtel.test.gauge", unit="By", description="a test gauge")
@@ -156,7 +156,7 @@ def test_metrics_gauge_and_updowncounter(om):
     # the up-down counter lands in the sum table, not monotonic
     sums = om.telemetry.metrics(MetricName="omtel.test.updown", attributes={"test.run": run})
     assert len(sums) >= 1
-    from omegaml_otel.stores import Cond, default_store, schema
+    from omegaml_otel._internal.stores import Cond, default_store, schema
     raw = default_store().query(schema.SUM, conds=[Cond("Attributes", "eq", run, key="test.run")])
     assert len(raw) >= 1 and set(raw.IsMonotonic) == {0}
     assert len(om.telemetry.metrics(attributes={"test.run": run}, until=before)) == 0

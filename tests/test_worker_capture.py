@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from omegaml_otel.runtimes.client import wait_for
-from omegaml_otel.runtimes.worker import worker_process
+from omegaml_otel._internal.runtimes.client import wait_for
+from omegaml_otel.worker import worker_process
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import time
 
 from celery import shared_task
 
-from omegaml_otel.runtimes.tasks import OmegaTask
+from omegaml_otel.tasks import OmegaTask
 
 
 @shared_task(name="tests.log_burst", base=OmegaTask)

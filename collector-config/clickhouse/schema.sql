@@ -7,7 +7,7 @@
 --     so StartTimeUnix/TimeUnix are DateTime64(9) here, not the v0.160-era DateTime).
 -- Logs keep the classic layout with TimestampTime (older readers and Grafana's log views use it).
 --
--- Placeholders, filled in by omegaml_otel.stores.clickhouse.render_ddl() (`omtel schema apply`):
+-- Placeholders, filled in by omegaml_otel._internal.stores.clickhouse.render_ddl() (`omtel schema apply`):
 --   {database}  the database name (default otel)
 --   {ttl_days}  retention in days; lines holding it are dropped when no TTL is wanted
 -- Statements end with a semicolon at the end of a line; comment lines are removed before running.

@@ -1,15 +1,20 @@
-"""``omtel``: run a worker, read and follow logs, ping, and run the demo."""
+"""``omtel``: run a worker, read and follow logs, ping, and run the demo.
+
+Each command imports what it needs when it runs (the local imports below): ``omtel --help`` and ``omtel worker``
+should not pay for pandas and the readers, nor ``omtel schema show`` for a worker.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 
-import pandas as pd
+import omegaml_otel as om
+from omegaml_otel.errors import StoreError
 
 
 def _worker(args) -> int:
-    from omegaml_otel.runtimes.worker import run_worker
+    from omegaml_otel.worker import run_worker
 
     run_worker(concurrency=args.concurrency, loglevel=args.loglevel, pool=args.pool,
                max_tasks_per_child=args.max_tasks_per_child, queues=args.queues)
@@ -17,7 +22,7 @@ def _worker(args) -> int:
 
 
 def _logs(args) -> int:
-    import omegaml_otel as om
+    import pandas as pd
 
     filters = {k: v for k, v in (("logger", args.logger), ("level", args.level)) if v}
     if args.since:
@@ -37,8 +42,6 @@ def _logs(args) -> int:
 
 
 def _ping(args) -> int:
-    import omegaml_otel as om
-
     print(om.runtime.ping(timeout=args.timeout))
     return 0
 
@@ -53,9 +56,10 @@ print('matmul done', C.shape)
 
 
 def _demo(args) -> int:
-    import omegaml_otel as om
-    from omegaml_otel.runtimes.worker import worker_process
+    import pandas as pd
+
     from omegaml_otel.settings import settings
+    from omegaml_otel.worker import worker_process
 
     print(f"# embedded store: {settings().store_url}")
     show = pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60)
@@ -83,8 +87,8 @@ def _demo(args) -> int:
 
 
 def _schema_apply(args) -> int:
-    from omegaml_otel.stores import StoreError, open_store
-    from omegaml_otel.stores.clickhouse import ClickHouseStore
+    from omegaml_otel._internal.stores import open_store
+    from omegaml_otel._internal.stores.clickhouse import ClickHouseStore
 
     store = open_store(args.store, create=False)
     try:
@@ -104,7 +108,7 @@ def _schema_apply(args) -> int:
 
 
 def _schema_show(args) -> int:
-    from omegaml_otel.stores.clickhouse import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
     print(";\n\n".join(render_ddl(args.database, args.ttl_days, cluster=args.cluster)) + ";")
     return 0

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from omegaml_otel.errors import ConfigurationError
+
+__all__ = ["Settings", "settings", "reset_settings", "ConfigurationError", "STORE_EXPORTER"]
+
 #: exporter name meaning "write into the embedded store" (usable in OTEL_*_EXPORTER lists next to otlp/console)
 STORE_EXPORTER = "omtel"
 _SIGNALS = ("traces", "logs", "metrics")
-
-
-class ConfigurationError(ValueError):
-    """A setting has a value this package cannot use; the message names the setting and the fix."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class Settings:
 
     def uses_store(self, signal: str) -> bool:
         return STORE_EXPORTER in self.exporters.get(signal, ())
+
+    def store_only(self, signal: str) -> bool:
+        """The embedded store is the signal's only destination: its records are readable once written locally,
+        and nothing needs to wait for a collector."""
+        return self.exporters.get(signal, ()) == (STORE_EXPORTER,)
 
 
 def _exporters(env: dict[str, str]) -> dict[str, tuple[str, ...]]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from omegaml_otel.compat.timeparse import parse_time
-from omegaml_otel.stores import Cond, Store, default_store, schema
+from omegaml_otel._internal.compat.timeparse import parse_time
+from omegaml_otel._internal.export.pipeline import flush_for_read
+from omegaml_otel._internal.stores import Cond, Store, default_store, schema
+
+__all__ = ["logs", "spans", "metrics"]
 
 _ATTRS = {schema.LOGS: "LogAttributes", schema.TRACES: "SpanAttributes", schema.GAUGE: "Attributes",
           schema.SUM: "Attributes"}
@@ -29,15 +32,11 @@ def _conds(table: str, attributes: dict | None, resource: dict | None, filters: 
 
 
 def _read(table: str, since, until, attributes, resource, limit, store: Store | None, filters) -> pd.DataFrame:
-    from omegaml_otel.export.providers import current
-
-    tel = current()
-    if tel is not None:
-        tel.flush()
     kw = dict(conds=_conds(table, attributes, resource, filters), limit=limit,
               since=parse_time(since, name="since") if since is not None else None,
               until=parse_time(until, name="until", future=True) if until is not None else None)
     store = store or default_store()
+    flush_for_read()
     return store.metrics(**kw) if table == schema.GAUGE else store.query(table, **kw)
 
 

@@ -24,7 +24,7 @@ def main() -> int:
     import pandas as pd
 
     import omegaml_otel as om
-    from omegaml_otel.runtimes.worker import worker_process
+    from omegaml_otel.worker import worker_process
 
     with worker_process(concurrency=1, stderr=sys.stderr, timeout=120):
         with om.runtime.experiment("gpu-check", provider="profiling") as exp:

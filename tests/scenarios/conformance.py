@@ -6,7 +6,7 @@ task, run against a real worker with whatever OMTEL_*/OTEL_* the caller set. It 
 import sys
 
 import omegaml_otel as om
-from omegaml_otel.runtimes.worker import worker_process
+from omegaml_otel.worker import worker_process
 
 notebook = sys.argv[1]
 with worker_process(concurrency=2):

@@ -1,6 +1,6 @@
 """The seed logging example end to end in a fresh process, with whatever OMTEL_* the caller set (e.g. Redis)."""
 import omegaml_otel as om
-from omegaml_otel.runtimes.worker import worker_process
+from omegaml_otel.worker import worker_process
 
 with worker_process(concurrency=2):
     om.logger.reset()

@@ -1,0 +1,250 @@
+"""The pipeline: this process's tracer, logger and meter providers, exporting where the settings say.
+
+``pipeline()`` is idempotent per process. When another party (``opentelemetry-distro``, the user's own code) has
+already installed SDK providers, they are used as they are and only our capture is added to them. Forked children
+keep the providers (SDK 1.45 is fork-aware) and our buffers reset themselves at fork.
+"""
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+from omegaml_otel._internal.export.buffer import (
+    BufferedLogProcessor,
+    BufferedMetricExporter,
+    BufferedSpanProcessor,
+    ExportBuffer,
+)
+from omegaml_otel._internal.export.emitter import LogEmitter
+from omegaml_otel._internal.export.store import StoreMetricExporter, StoreWriter
+from omegaml_otel.conventions import HOST_NAME, PROCESS_PID, SERVICE_NAME, USER
+from omegaml_otel.errors import ConfigurationError, ExportFailed
+from omegaml_otel.settings import STORE_EXPORTER, Settings, settings
+
+_OTLP = ("otlp", "otlp_proto_http")
+_OTLP_EXPORTERS = {
+    "traces": ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    "logs": ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    "metrics": ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+}
+_CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter,
+                      "metrics": ConsoleMetricExporter}
+
+
+def _checked(exporter, one_item: bool = False):
+    """Export through an SDK exporter; a FAILURE result raises, so the buffer keeps the batch for a retry.
+    ``one_item``: the batch holds one item that is the exporter's argument (a metric collection)."""
+    def export(batch):
+        result = exporter.export(batch[0] if one_item else batch)
+        if getattr(result, "name", "SUCCESS") != "SUCCESS":
+            raise ExportFailed(f"{type(exporter).__name__} reported {result.name}")
+    return export
+
+
+def _sending(buffers: dict[str, ExportBuffer], signal: str, name: str, cfg: Settings,
+             interval: float) -> ExportBuffer:
+    """The process's one buffer towards a collector (or the console) for a signal: batches on the SDK's schedule,
+    never blocks a task, counts what it drops."""
+    key = f"{signal} to {name}"
+    if key not in buffers:
+        one = signal == "metrics"  # a metric collection is exported alone: a retry then sends no duplicates
+        buffers[key] = ExportBuffer(_checked(_exporter(signal, name, cfg), one_item=one), name=key,
+                                    interval=interval, max_batch=1 if one else 4096, max_queue=cfg.max_queue,
+                                    block=False)
+    return buffers[key]
+
+
+def _exporter(signal: str, name: str, cfg: Settings):
+    """An OTLP/HTTP or console exporter; OTLP exporters read their OTEL_EXPORTER_OTLP_* settings themselves."""
+    if name in _OTLP:
+        protocol = cfg.otlp_protocols.get(signal, "http/protobuf")
+        if protocol != "http/protobuf":
+            raise ConfigurationError(
+                f"OTLP protocol {protocol!r} for {signal} is not supported by omegaml-otel (gRPC exporters are not "
+                "fork-safe under Celery prefork); set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
+        module, cls = _OTLP_EXPORTERS[signal]
+        return getattr(importlib.import_module(module), cls)()
+    return _CONSOLE_EXPORTERS[signal]()
+
+
+@dataclass
+class Pipeline:
+    tracer_provider: trace.TracerProvider
+    logger_provider: _logs.LoggerProvider
+    meter_provider: metrics.MeterProvider
+    buffers: dict[str, ExportBuffer] = field(default_factory=dict)
+    owned: bool = True
+    writer: StoreWriter | None = None
+    _emitter: LogEmitter | None = None
+
+    @property
+    def emitter(self) -> LogEmitter:
+        """The emitter for this pipeline's logger provider: straight into the store's no-loss buffer when the
+        store is the only log destination and the providers are ours, else through the SDK logger."""
+        if self._emitter is None:
+            fast = self.owned and settings().store_only("logs")
+            self._emitter = LogEmitter(self.logger_provider, self.buffers.get("logs") if fast else None)
+        return self._emitter
+
+    @property
+    def resource(self) -> Resource:
+        return getattr(self.tracer_provider, "resource", None) or Resource.create({})
+
+    def metric_exporters(self) -> list:
+        """Fresh exporters for the configured metric destinations (profiling samplers own their readers)."""
+        cfg = settings()
+        if self.writer is None:
+            self.writer = StoreWriter(cfg.store_url)
+        return [StoreMetricExporter(self.writer) if name == STORE_EXPORTER
+                else BufferedMetricExporter(_sending(self.buffers, "metrics", name, cfg, cfg.flush_interval))
+                for name in cfg.exporters["metrics"]]
+
+    def flush_logs(self) -> None:
+        """Make every log record emitted so far readable in the embedded store (called before a task result is
+        sent). OTLP exporters are left to their batch schedule: a slow or absent collector must not hold up a
+        task, so the collector path has a read-after-write delay instead."""
+        buffer = self.buffers.get("logs")
+        if buffer is not None:
+            buffer.flush()
+        elif not self.owned and settings().store_only("logs"):
+            # a distro built the providers around our StoreLogExporter: its batch processor flushes locally
+            self.logger_provider.force_flush()
+
+    def flush_for_read(self) -> None:
+        """Make everything this process emitted so far readable in the embedded store, before a read: the store
+        buffers write now, and providers that only feed the store are flushed. Collector-bound exports keep
+        their schedule: a slow or absent collector must hold up neither a read nor a task."""
+        for buffer in self.buffers.values():
+            if buffer.block:
+                buffer.flush()
+        cfg = settings()
+        for signal, provider in (("logs", self.logger_provider), ("traces", self.tracer_provider),
+                                 ("metrics", self.meter_provider)):
+            # ours write spans and logs through the buffers above; a distro's run our exporters in its processors
+            if cfg.store_only(signal) and (signal == "metrics" or not self.owned):
+                _force_flush(provider)
+
+    def flush(self) -> None:
+        for provider in (self.logger_provider, self.tracer_provider, self.meter_provider):
+            _force_flush(provider)
+
+    def shutdown(self) -> None:
+        self.flush()
+        for buffer in self.buffers.values():
+            buffer.shutdown()
+
+
+def _force_flush(provider) -> None:
+    flush = getattr(provider, "force_flush", None)  # the API's no-op providers have none
+    if flush is not None:
+        flush()
+
+
+_pipeline: Pipeline | None = None
+_lock = threading.Lock()
+
+
+def resource(cfg: Settings, role: str) -> Resource:
+    return Resource.create({
+        SERVICE_NAME: cfg.service_name or f"omegaml-{role}",
+        HOST_NAME: cfg.hostname,
+        USER: cfg.userid,
+        PROCESS_PID: os.getpid(),
+    })
+
+
+def default_role() -> str:
+    """'worker' in a Celery worker process, else 'client': the default service name is omegaml-<role>."""
+    return "worker" if "worker" in sys.argv else "client"
+
+
+def pipeline(role: str | None = None) -> Pipeline:
+    """The process's pipeline, built on first use (``role`` names the service when OTEL_SERVICE_NAME and
+    OTEL_RESOURCE_ATTRIBUTES do not)."""
+    global _pipeline
+    if _pipeline is not None:
+        return _pipeline
+    with _lock:
+        if _pipeline is None:
+            _pipeline = _build(settings(), role or default_role())
+            # the SDK providers shut their processors down at exit, but no provider owns the profiling samplers'
+            # collector buffer: this exports (or reports) what it still holds
+            atexit.register(_pipeline.shutdown)
+    return _pipeline
+
+
+def current_pipeline() -> Pipeline | None:
+    """The pipeline if this process built one, without building it."""
+    return _pipeline
+
+
+def flush_for_read() -> None:
+    """What every reader calls before it queries a store: this process's own records become readable. A process
+    that built no pipeline emitted nothing, and none is built for it."""
+    if _pipeline is not None:
+        _pipeline.flush_for_read()
+
+
+def emitter_for(logger_provider: _logs.LoggerProvider | None = None) -> LogEmitter:
+    """The emitter for ``logger_provider``; the pipeline's (and its fast path) when none is given or it is the
+    pipeline's own. A provider handed in by someone else never builds the pipeline."""
+    if logger_provider is None:
+        return pipeline().emitter
+    if _pipeline is not None and logger_provider is _pipeline.logger_provider:
+        return _pipeline.emitter
+    return LogEmitter(logger_provider)
+
+
+def _is_sdk(provider) -> bool:
+    return isinstance(provider, (TracerProvider, LoggerProvider, MeterProvider))
+
+
+def _build(cfg: Settings, role: str) -> Pipeline:
+    existing = (trace.get_tracer_provider(), _logs.get_logger_provider(), metrics.get_meter_provider())
+    if all(_is_sdk(p) for p in existing):
+        return Pipeline(*existing, owned=False)
+    res = resource(cfg, role)
+    writer = StoreWriter(cfg.store_url)
+    buffers: dict[str, ExportBuffer] = {}
+
+    def buffer(name, export):
+        b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
+        return b
+
+    tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
+    if tp is not existing[0]:
+        for name in cfg.exporters["traces"]:
+            tp.add_span_processor(BufferedSpanProcessor(
+                buffer("spans", writer.spans) if name == STORE_EXPORTER
+                else _sending(buffers, "traces", name, cfg, cfg.otlp_spans_delay)))
+        trace.set_tracer_provider(tp)
+
+    lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
+    if lp is not existing[1]:
+        for name in cfg.exporters["logs"]:
+            lp.add_log_record_processor(BufferedLogProcessor(
+                buffer("logs", writer.logs) if name == STORE_EXPORTER
+                else _sending(buffers, "logs", name, cfg, cfg.otlp_logs_delay)))
+        _logs.set_logger_provider(lp)
+
+    mp = existing[2]
+    if not _is_sdk(mp):
+        readers = [PeriodicExportingMetricReader(StoreMetricExporter(writer) if name == STORE_EXPORTER
+                                                 else _exporter("metrics", name, cfg))
+                   for name in cfg.exporters["metrics"]]
+        mp = MeterProvider(resource=res, metric_readers=readers)
+        metrics.set_meter_provider(mp)
+    return Pipeline(tp, lp, mp, buffers, writer=writer)

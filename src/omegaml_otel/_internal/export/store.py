@@ -1,0 +1,103 @@
+"""Exporters that write into a ``Store`` (the embedded default writes SQLite in-process)."""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from omegaml_otel._internal.export import rows
+from omegaml_otel._internal.stores import Store, open_store, schema
+from omegaml_otel.settings import settings
+
+
+class StoreWriter:
+    """Opens the store on first write, so a bad path is reported when data flows, not when a process starts."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.url)
+            return self._store
+
+    def logs(self, records: Sequence) -> None:
+        self.store.write(schema.LOGS, rows.log_rows(records))
+
+    def spans(self, spans: Sequence) -> None:
+        self.store.write(schema.TRACES, rows.span_rows(spans))
+
+    def metrics(self, data: MetricsData) -> None:
+        for table, batch in rows.metric_rows(data).items():
+            self.store.write(table, batch)
+
+
+def _default_writer() -> StoreWriter:
+    return StoreWriter(settings().store_url)
+
+
+class StoreSpanExporter(SpanExporter):
+    """``OTEL_TRACES_EXPORTER=omtel`` for SDK configurators (opentelemetry-distro): spans into the store."""
+
+    def __init__(self, writer: StoreWriter | None = None):
+        self.writer = writer or _default_writer()
+
+    def export(self, spans) -> SpanExportResult:
+        try:
+            self.writer.spans(spans)
+        except Exception:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+
+class StoreLogExporter(LogRecordExporter):
+    """``OTEL_LOGS_EXPORTER=omtel`` for SDK configurators: log records into the store."""
+
+    def __init__(self, writer: StoreWriter | None = None):
+        self.writer = writer or _default_writer()
+
+    def export(self, batch) -> LogRecordExportResult:
+        try:
+            self.writer.logs(batch)
+        except Exception:
+            return LogRecordExportResult.FAILURE
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every export is written before it returns
+
+    def shutdown(self) -> None:
+        pass
+
+
+class StoreMetricExporter(MetricExporter):
+    """``OTEL_METRICS_EXPORTER=omtel`` for SDK configurators, and the embedded default's metric exporter."""
+
+    def __init__(self, writer: StoreWriter | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.writer = writer or _default_writer()
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        try:
+            self.writer.metrics(metrics_data)
+        except Exception:
+            return MetricExportResult.FAILURE
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        pass

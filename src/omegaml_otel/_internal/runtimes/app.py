@@ -1,0 +1,54 @@
+"""The Celery app of the runtime, configured from settings.
+
+The embedded default needs no server: the filesystem transport under ``OMTEL_HOME/broker`` with 10 ms polling
+and a file result backend (platform-notes §2b). ``OMTEL_BROKER`` switches to Redis or RabbitMQ.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from omegaml_otel._internal.runtimes import jobs, tasks
+from omegaml_otel.settings import Settings, settings
+
+
+def celery_config(cfg: Settings) -> dict:
+    conf = dict(
+        broker_url=cfg.broker_url,
+        result_backend=cfg.result_backend,
+        task_serializer="json", result_serializer="json", accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_default_queue="omegaml",
+        result_expires=3600,
+        imports=cfg.imports,
+    )
+    if cfg.broker_url == "filesystem://":
+        folder = cfg.broker_folder
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (cfg.home / "results").mkdir(parents=True, exist_ok=True)
+        conf["broker_transport"] = "omegaml_otel._internal.runtimes.fstransport:Transport"
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"), "store_processed": False,
+            "control_folder": str(folder / "control"),
+            "polling_interval": cfg.broker_polling,
+        }
+    elif cfg.broker_url.startswith(("redis", "sqla", "memory")):
+        conf["broker_transport_options"] = {"polling_interval": cfg.broker_polling}
+    return conf
+
+
+@lru_cache(maxsize=1)
+def celery_app() -> Celery:
+    app = Celery("omegaml")
+    app.conf.update(celery_config(settings()))
+    tasks.register(app)
+    jobs.register(app)
+    return app
+
+
+def reset_app() -> None:
+    celery_app.cache_clear()

@@ -1,0 +1,52 @@
+"""Stores: one module per engine behind the ``Store`` interface."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from omegaml_otel._internal.stores.base import Cond, MapKey, Store, StoreError
+from omegaml_otel.settings import settings
+
+__all__ = ["Cond", "MapKey", "Store", "StoreError", "open_store"]
+
+
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open the store a URL names; ``sqlite:///abs/path`` is the embedded default."""
+    # each engine is imported when a URL names it: ClickHouse needs an optional extra, and a process that only
+    # writes through a collector should not pay for either engine's imports
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from omegaml_otel._internal.stores.sqlite import SqliteStore
+
+        path = url[len("sqlite://"):]
+        if not path.startswith("/"):
+            raise StoreError(f"store URL {url!r} needs an absolute path: sqlite:////abs/path or sqlite:///abs/path")
+        return SqliteStore("/" + path.lstrip("/"), create=create, url=url)
+    if scheme in ("chdb", "clickhouse", "clickhouses"):
+        try:
+            from omegaml_otel._internal.stores.clickhouse import ClickHouseStore, mask_url
+        except ImportError as exc:  # pragma: no cover - numpy/pandas are core dependencies
+            raise StoreError(f"store URL scheme {scheme}:// needs pip install 'omegaml-otel[clickhouse]' ({exc})") \
+                from exc
+        try:
+            import clickhouse_connect  # noqa: F401
+            if scheme == "chdb":
+                import chdb  # noqa: F401
+        except ImportError as exc:
+            raise StoreError(f"store URL {mask_url(url)!r} needs the ClickHouse client: "
+                             f"pip install 'omegaml-otel[clickhouse]' ({exc})") from exc
+        return ClickHouseStore(url, create=create)
+    raise StoreError(f"store URL {url!r} is not supported; use sqlite:///<absolute path>, chdb:///<absolute path> "
+                     "or clickhouse://user:password@host:8123/otel "
+                     "(set OMTEL_STORE, or unset it for the embedded default under OMTEL_HOME)")
+
+
+_default: Store | None = None
+
+
+def default_store() -> Store:
+    """The store that settings name (``OMTEL_STORE``, else the embedded default), opened once per process."""
+    global _default
+    url = settings().store_url
+    if _default is None or _default.url != url:
+        _default = open_store(url)
+    return _default

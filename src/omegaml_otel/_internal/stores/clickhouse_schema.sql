@@ -1,0 +1,1 @@
+../../../../collector-config/clickhouse/schema.sql

@@ -1,1 +1,0 @@
-../../../collector-config/clickhouse/schema.sql
