@@ -2,7 +2,7 @@
 
 Every component is the one the end-to-end test (``tests/test_collector_e2e.py``) runs:
 
-- the sink: ``tests/chsink.py`` (a process that owns a chdb folder and speaks the ClickHouse HTTP protocol: rotel's
+- the sink: ``tests/support/chsink.py`` (a process that owns a chdb folder and speaks the ClickHouse HTTP protocol: rotel's
   ``INSERT … FORMAT RowBinary``, lz4-compressed, and queries);
 - rotel: the ``rotel-agent`` binary of the PyPI wheel, configured by ``collector-config/rotel/rotel.env`` (batch
   size, batch timeout, lz4, async insert, …) with the endpoints, user and password replaced by local ones;
@@ -51,8 +51,8 @@ TARGET = 20_000
 MODES = ("root bridge", "log dataset")
 REPO = BENCH_DIR.parent
 ROTEL_ENV = REPO / "collector-config" / "rotel" / "rotel.env"
-SINK = REPO / "tests" / "chsink.py"
-sys.path.insert(0, str(REPO / "tests"))
+SINK = REPO / "tests" / "support" / "chsink.py"
+sys.path.insert(0, str(REPO / "tests" / "support"))
 from collector_path import free_port, stop, wait_listening  # noqa: E402  (the tests' process helpers)
 
 

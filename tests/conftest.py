@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 _HOME = Path(tempfile.mkdtemp(prefix="omtel-test-"))
+#: test helpers (tasks, scenarios, the collector path, a ClickHouse sink) live apart from the test files
+SUPPORT = Path(__file__).parent / "support"
+sys.path.insert(0, str(SUPPORT))
 
 
 def pytest_configure(config):
     # before anything reads settings: every process of this session (client and workers) shares this home
     os.environ["OMTEL_HOME"] = str(_HOME)
     os.environ["OMTEL_IMPORTS"] = "worker_tasks"
-    tests = str(Path(__file__).parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SUPPORT), os.environ.get("PYTHONPATH")) if p)
     for var in ("OMTEL_STORE", "OMTEL_BROKER", "OMTEL_RESULT_BACKEND", "OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER",
                 "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME"):
         os.environ.pop(var, None)

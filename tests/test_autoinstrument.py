@@ -18,7 +18,7 @@ from omegaml_otel._internal.stores import Cond
 from omegaml_otel._internal.stores.sqlite import SqliteStore
 
 pytestmark = pytest.mark.slow
-APP = Path(__file__).parent / "autoapp"
+APP = Path(__file__).parent / "support" / "autoapp"
 BIN = Path(sys.executable).parent
 
 

@@ -1,7 +1,7 @@
 """End to end through a real collector: worker → OTLP/HTTP → rotel → chdb sink → ClickHouse store over HTTP.
 
 Every component is real: an ``omtel worker`` exporting OTLP/HTTP, rotel (from PyPI) with its ClickHouse exporter,
-``tests/chsink.py`` (a process that owns a chdb folder and speaks the ClickHouse HTTP protocol) and a client
+``tests/support/chsink.py`` (a process that owns a chdb folder and speaks the ClickHouse HTTP protocol) and a client
 process whose reader is ``ClickHouseStore('clickhouse://…')`` pointed at the sink while everything keeps running.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Conformance: one scenario, captured once into SQLite and once into ClickHouse, read back alike.
 
-The scenario (tests/scenarios/conformance.py: the seed's logging and profiling examples, an experiment with metrics
+The scenario (tests/support/scenarios/conformance.py: the seed's logging and profiling examples, an experiment with metrics
 and a failing task) runs once, with every process exporting each signal to two destinations at the same time
-(``OTEL_*_EXPORTER=omtel,otlp``): the embedded SQLite store, and OTLP/HTTP → rotel → ``tests/chsink.py``, whose chdb
+(``OTEL_*_EXPORTER=omtel,otlp``): the embedded SQLite store, and OTLP/HTTP → rotel → ``tests/support/chsink.py``, whose chdb
 holds the project's DDL. Both stores so get the very same records, and every compat DataFrame read from the
 ClickHouse store (over HTTP, ``ClickHouseStore('clickhouse://…')``) must equal the one read from SQLite.
 
@@ -25,7 +25,7 @@ from omegaml_otel._internal.compat.logger import LogDataset
 from omegaml_otel._internal.stores import open_store
 
 pytestmark = pytest.mark.slow
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent / "support"
 TABLES = ("otel_logs", "otel_traces", "otel_metrics_gauge", "otel_metrics_sum")
 
 
@@ -40,7 +40,7 @@ def stores(tmp_path_factory):
     with collector_path(folder) as path:
         env = exporting_env(folder / "home", path.otlp_http_port, exporters="omtel,otlp")
         run = subprocess.run([sys.executable, str(HERE / "scenarios" / "conformance.py"),
-                              str(HERE.parent / "examples" / "jobs" / "testcpu.ipynb")],
+                              str(HERE.parents[1] / "examples" / "jobs" / "testcpu.ipynb")],
                              env=env, capture_output=True, text=True, timeout=240)
         assert run.returncode == 0, run.stderr[-4000:]
         lite = open_store(f"sqlite:///{folder / 'home' / 'telemetry.sqlite'}", create=False)

@@ -2,7 +2,7 @@
 every panel's SQL, with the datasource macros expanded, returns rows from chdb holding a scenario's data.
 
 chdb opens one data folder per process and test_store_clickhouse holds one in this process, so the queries run in
-a subprocess (tests/grafana_panels.py), which also holds the scenario and the macro expander.
+a subprocess (tests/support/grafana_panels.py), which also holds the scenario and the macro expander.
 """
 from __future__ import annotations
 

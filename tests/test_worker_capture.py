@@ -126,7 +126,7 @@ def test_seed_logging_with_redis_broker(tmp_path):
     import redis
 
     redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
-    script = Path(__file__).parent / "scenarios" / "seed_logging.py"
+    script = Path(__file__).parent / "support" / "scenarios" / "seed_logging.py"
     env = {**__import__("os").environ, "OMTEL_HOME": str(tmp_path), "OMTEL_BROKER": "redis://127.0.0.1:6379/5"}
     run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -11,10 +11,11 @@ import time
 
 import omegaml_otel as om
 from omegaml_otel.errors import StoreError
+from omegaml_otel.settings import settings
 
 
 def _worker(args) -> int:
-    from omegaml_otel.worker import run_worker
+    from omegaml_otel.worker import run_worker  # local: see the module doc
 
     run_worker(concurrency=args.concurrency, loglevel=args.loglevel, pool=args.pool,
                max_tasks_per_child=args.max_tasks_per_child, queues=args.queues)
@@ -22,7 +23,7 @@ def _worker(args) -> int:
 
 
 def _logs(args) -> int:
-    import pandas as pd
+    import pandas as pd  # local: see the module doc
 
     filters = {k: v for k, v in (("logger", args.logger), ("level", args.level)) if v}
     if args.since:
@@ -56,9 +57,9 @@ print('matmul done', C.shape)
 
 
 def _demo(args) -> int:
+    # local: see the module doc
     import pandas as pd
 
-    from omegaml_otel.settings import settings
     from omegaml_otel.worker import worker_process
 
     print(f"# embedded store: {settings().store_url}")
@@ -87,6 +88,7 @@ def _demo(args) -> int:
 
 
 def _schema_apply(args) -> int:
+    # local: see the module doc
     from omegaml_otel._internal.stores import open_store
     from omegaml_otel._internal.stores.clickhouse import ClickHouseStore
 
@@ -108,7 +110,7 @@ def _schema_apply(args) -> int:
 
 
 def _schema_show(args) -> int:
-    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
+    from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl  # local: see the module doc
 
     print(";\n\n".join(render_ddl(args.database, args.ttl_days, cluster=args.cluster)) + ";")
     return 0

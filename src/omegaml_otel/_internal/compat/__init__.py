@@ -1,1 +1,1 @@
-"""Compat: omega-ml layouts and APIs (om.logger, and later experiments) over the native store."""
+"""Compat: omega-ml's layouts and APIs (``om.logger`` and its dataset, experiments) over the native store."""

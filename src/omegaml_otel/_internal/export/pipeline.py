@@ -224,21 +224,23 @@ def _build(cfg: Settings, role: str) -> Pipeline:
         b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
         return b
 
-    tp = existing[0] if _is_sdk(existing[0]) else TracerProvider(resource=res)
-    if tp is not existing[0]:
-        for name in cfg.exporters["traces"]:
-            tp.add_span_processor(BufferedSpanProcessor(
-                buffer("spans", writer.spans) if name == STORE_EXPORTER
-                else _sending(buffers, "traces", name, cfg, cfg.otlp_spans_delay)))
-        trace.set_tracer_provider(tp)
-
-    lp = existing[1] if _is_sdk(existing[1]) else LoggerProvider(resource=res)
-    if lp is not existing[1]:
-        for name in cfg.exporters["logs"]:
-            lp.add_log_record_processor(BufferedLogProcessor(
-                buffer("logs", writer.logs) if name == STORE_EXPORTER
-                else _sending(buffers, "logs", name, cfg, cfg.otlp_logs_delay)))
-        _logs.set_logger_provider(lp)
+    # spans and log records: one buffered processor per destination, on a provider of ours unless one exists
+    made = []
+    for signal, current, make, processor, add, install, store_buffer, write, delay in (
+            ("traces", existing[0], TracerProvider, BufferedSpanProcessor, "add_span_processor",
+             trace.set_tracer_provider, "spans", writer.spans, cfg.otlp_spans_delay),
+            ("logs", existing[1], LoggerProvider, BufferedLogProcessor, "add_log_record_processor",
+             _logs.set_logger_provider, "logs", writer.logs, cfg.otlp_logs_delay)):
+        if _is_sdk(current):
+            made.append(current)
+            continue
+        provider = make(resource=res)
+        for name in cfg.exporters[signal]:
+            getattr(provider, add)(processor(buffer(store_buffer, write) if name == STORE_EXPORTER
+                                             else _sending(buffers, signal, name, cfg, delay)))
+        install(provider)
+        made.append(provider)
+    tp, lp = made
 
     mp = existing[2]
     if not _is_sdk(mp):

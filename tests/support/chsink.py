@@ -1,4 +1,4 @@
-"""A small ClickHouse-over-HTTP sink that owns a chdb folder: ``python tests/chsink.py PORT CHDB_PATH``.
+"""A small ClickHouse-over-HTTP sink that owns a chdb folder: ``python tests/support/chsink.py PORT CHDB_PATH``.
 
 It speaks just enough of the ClickHouse HTTP protocol (platform-notes §6) for two clients:
 

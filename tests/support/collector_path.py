@@ -1,4 +1,4 @@
-"""The production path for tests: ``tests/chsink.py`` (chdb behind the ClickHouse HTTP protocol) fed by rotel.
+"""The production path for tests: ``tests/support/chsink.py`` (chdb behind the ClickHouse HTTP protocol) fed by rotel.
 
 ``collector_path(folder)`` starts both and yields their addresses; ``exporting_env(...)`` is the environment of a
 process that sends OTLP/HTTP to that rotel. Both are real processes; nothing here is simulated.

@@ -1,7 +1,7 @@
 """The conformance scenario: the seed's logging and profiling examples, an experiment with metrics and a failing
 task, run against a real worker with whatever OMTEL_*/OTEL_* the caller set. It only writes; the caller reads.
 
-    python tests/scenarios/conformance.py PATH/TO/testcpu.ipynb
+    python tests/support/scenarios/conformance.py PATH/TO/testcpu.ipynb
 """
 import sys
 

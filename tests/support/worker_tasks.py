@@ -1,4 +1,4 @@
-"""Tasks the test worker imports (OMTEL_IMPORTS=worker_tasks, tests/ on PYTHONPATH): loads and odd output."""
+"""Tasks the test worker imports (OMTEL_IMPORTS=worker_tasks, tests/support on PYTHONPATH): loads and odd output."""
 from __future__ import annotations
 
 import logging
