@@ -1,9 +1,9 @@
 """Conformance: one scenario, captured once into SQLite and once into ClickHouse, read back alike.
 
-The scenario (tests/support/scenarios/conformance.py: the seed's logging and profiling examples, an experiment with metrics
-and a failing task) runs once, with every process exporting each signal to two destinations at the same time
-(``OTEL_*_EXPORTER=omtel,otlp``): the embedded SQLite store, and OTLP/HTTP → rotel → ``tests/support/chsink.py``, whose chdb
-holds the project's DDL. Both stores so get the very same records, and every compat DataFrame read from the
+The scenario (tests/support/scenarios/conformance.py: the seed's logging and profiling examples, an experiment with
+metrics and a failing task) runs once, with every process exporting each signal to two destinations at the same time
+(``OTEL_*_EXPORTER=omtel,otlp``): the embedded SQLite store, and OTLP/HTTP → rotel → ``tests/support/chsink.py``,
+whose chdb holds the project's DDL. Both stores so get the very same records, and every compat DataFrame read from the
 ClickHouse store (over HTTP, ``ClickHouseStore('clickhouse://…')``) must equal the one read from SQLite.
 
 Engine differences the readers must absorb (docs/deployment.md): ClickHouse keeps attribute maps as strings and

@@ -7,6 +7,7 @@ omega-ml's logging mode, lines are instead logged to the selected Python logger 
 """
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import os
@@ -38,6 +39,7 @@ class StreamBridge(io.TextIOBase):
         self._provider = logger_provider
         self._emitter = None
         self._partial = ""
+        self._buffer: _BytesBridge | None = None
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork)
 
@@ -102,7 +104,9 @@ class StreamBridge(io.TextIOBase):
 
     @property
     def buffer(self):
-        return _BytesBridge(self)
+        if self._buffer is None:
+            self._buffer = _BytesBridge(self)
+        return self._buffer
 
     # -- emit ---------------------------------------------------------------------------------------------------
     def _emit(self, line: str, target) -> None:
@@ -125,16 +129,18 @@ class StreamBridge(io.TextIOBase):
 
 
 class _BytesBridge(io.RawIOBase):
-    """``sys.stdout.buffer``: bytes that are not UTF-8 are kept as backslash escapes, never dropped."""
+    """``sys.stdout.buffer``: bytes that are not UTF-8 are kept as backslash escapes, never dropped; a character
+    split across two writes is decoded whole."""
 
     def __init__(self, bridge: StreamBridge):
         self._bridge = bridge
+        self._decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
 
     def writable(self) -> bool:
         return True
 
     def write(self, b) -> int:
-        self._bridge.write(bytes(b).decode("utf-8", "backslashreplace"))
+        self._bridge.write(self._decoder.decode(bytes(b)))
         return len(b)
 
     def flush(self) -> None:

@@ -59,8 +59,8 @@ def to_jsonable(value: Any) -> Any:
         return json.loads(value.to_json(orient="values", date_format="iso"))
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, np.generic):  # .item() may give a date, timedelta or bytes: convert that too
+        return to_jsonable(value.item())
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):

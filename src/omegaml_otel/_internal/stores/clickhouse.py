@@ -323,6 +323,8 @@ class _ClickHouseDialect(SqlDialect):
                          "it with `omtel schema apply`")
 
     def condition(self, f: Filter) -> str:
+        if f.op == "in" and not f.value:
+            return "0"
         guard = ""
         lhs, kind = _q(f.column), f.kind
         if f.key is not None:
@@ -337,8 +339,6 @@ class _ClickHouseDialect(SqlDialect):
             fn = f"position({text}, {p}) > 0" if f.op == "contains" else f"startsWith({text}, {p})"
             return f"({guard}{fn})"
         if f.op == "in":
-            if not f.value:
-                return "0"
             ch_type, values, wrap = _param_type(kind, f.value)
             return f"({guard}{lhs} IN {wrap(self.bind(values, f'Array({ch_type})'), array=True)})"
         ch_type, (v,), wrap = _param_type(kind, [f.value])

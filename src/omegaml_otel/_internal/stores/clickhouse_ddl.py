@@ -98,7 +98,8 @@ def _on_cluster(stmts: list[str], database: str, cluster: str) -> list[str]:
             engine = _ENGINE.search(stmt)
             if not engine or table not in _SHARDING_KEYS:
                 raise ValueError(f"schema.sql table {table} needs a *MergeTree engine and a sharding key in "
-                                 "_SHARDING_KEYS (omegaml_otel._internal.stores.clickhouse_ddl) for the cluster variant")
+                                 "_SHARDING_KEYS (omegaml_otel._internal.stores.clickhouse_ddl) for the cluster "
+                                 "variant")
             args = [f"'/clickhouse/tables/{{shard}}/{database}/{table}_local'", "'{replica}'"]
             args += [engine[2]] if engine[2] else []
             local = (head + f"{name}_local" + on + stmt[m.end():engine.start()]
