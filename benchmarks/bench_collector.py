@@ -2,8 +2,8 @@
 
 Every component is the one the end-to-end test (``tests/test_collector_e2e.py``) runs:
 
-- the sink: ``tests/support/chsink.py`` (a process that owns a chdb folder and speaks the ClickHouse HTTP protocol: rotel's
-  ``INSERT … FORMAT RowBinary``, lz4-compressed, and queries);
+- the sink: ``tests/support/chsink.py`` (a process that owns a chdb folder and speaks the ClickHouse HTTP protocol:
+  rotel's ``INSERT … FORMAT RowBinary``, lz4-compressed, and queries);
 - rotel: the ``rotel-agent`` binary of the PyPI wheel, configured by ``collector-config/rotel/rotel.env`` (batch
   size, batch timeout, lz4, async insert, …) with the endpoints, user and password replaced by local ones;
   ``--batch-max-size``/``--batch-timeout`` here override the file's values;
