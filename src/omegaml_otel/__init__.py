@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what editors and type checkers see of the names resolved on
     from omegaml_otel._internal.stores import Store as Store
     from omegaml_otel._internal.stores import open_store as open_store
     from omegaml_otel.errors import ConfigurationError as ConfigurationError
+    from omegaml_otel.errors import ExportFailed as ExportFailed
     from omegaml_otel.errors import JobError as JobError
     from omegaml_otel.errors import NoWorkerError as NoWorkerError
     from omegaml_otel.errors import OmtelError as OmtelError
@@ -55,6 +56,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "StoreError": ("omegaml_otel.errors", "StoreError"),
     "NoWorkerError": ("omegaml_otel.errors", "NoWorkerError"),
     "JobError": ("omegaml_otel.errors", "JobError"),
+    "ExportFailed": ("omegaml_otel.errors", "ExportFailed"),
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
