@@ -30,6 +30,8 @@ BENCHES = {
     "expdata": "bench_expdata.py",
     "read_engines": "bench_read_engines.py",
     "collector": "bench_collector.py",
+    "progress": "bench_progress.py",
+    "bad_day": "bench_bad_day.py",
 }
 #: (benchmark, metric, label, target, higher is better)
 TARGETS = [
@@ -54,6 +56,12 @@ TARGETS = [
      20_000, True),
     ("collector", "root_bridge_lost", "  records lost on the collector path (root bridge)", 0, False),
     ("collector", "log_dataset_lost", "  records lost on the collector path (log dataset)", 0, False),
+    ("progress", "ratio", "20,000 '\\r' progress updates / 2,000 (10 = linear)", 15, False),
+    ("bad_day", "slowdown_corrupt", "time per record into a corrupt store / a healthy one", 3, False),
+    ("bad_day", "slowdown_locked", "time per record into a store locked by another process / a healthy one", 3,
+     False),
+    ("bad_day", "ratio_ping_refused", "ping, max-tasks-per-child 1, collector refusing / store (median)", 2.0, False),
+    ("bad_day", "hanging_exit_s", "  reference: exit with a collector that never answers, s (budget 2)", None, False),
 ]
 
 

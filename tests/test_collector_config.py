@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -610,10 +611,35 @@ def test_compose_worker_sends_to_the_collector():
     worker = services["worker"]
     env = worker["environment"]
     assert worker["command"] == ["omtel", "worker"]
-    assert env["OMTEL_BROKER"] == env["OMTEL_RESULT_BACKEND"] == "redis://redis:6379/0"
+    assert env["OMTEL_BROKER"] == env["OMTEL_RESULT_BACKEND"] == "redis://:${REDIS_PASSWORD:-redis-secret}@redis:6379/0"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"  # the gateway's OTLP/HTTP receiver
     assert all(env[f"OTEL_{s.upper()}_EXPORTER"] == "otlp" for s in SIGNALS)
-    assert "4318:4318" in services["otel-collector"]["ports"]
+    assert "127.0.0.1:4318:4318" in services["otel-collector"]["ports"]
+
+
+def _interpolated(value: str) -> str:
+    """A compose value as compose reads it without a .env file: each ``${VAR:-default}`` becomes its default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_compose_publishes_on_localhost_and_redis_needs_a_password():
+    """Whoever reaches the broker has a worker run code (jobs, by design), whoever reaches OTLP can plant records,
+    and ClickHouse holds every record: no port is published beyond the host, and Redis requires the password that
+    the worker's broker and result URLs carry (docs/security.md). tests/test_security.py runs redis-server with
+    these arguments."""
+    services = _compose()["services"]
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), f"{name} publishes {port} on all hosts"
+    redis = services["redis"]
+    command = [_interpolated(c) for c in redis["command"]]
+    assert command[:2] == ["redis-server", "--requirepass"] and len(command) == 3 and command[2], command
+    password = command[2]
+    assert _interpolated(redis["environment"]["REDISCLI_AUTH"]) == password  # the healthcheck's redis-cli logs in
+    env = services["worker"]["environment"]
+    for var in ("OMTEL_BROKER", "OMTEL_RESULT_BACKEND"):
+        url = urlsplit(_interpolated(env[var]))
+        assert (url.scheme, url.hostname, url.password) == ("redis", "redis", password), (var, env[var])
 
 
 def test_compose_variables_are_in_env_example():

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what editors and type checkers see of the names resolved on
     from omegaml_otel._internal.runtimes.jobs import JobStore
     from omegaml_otel._internal.stores import Store as Store
     from omegaml_otel._internal.stores import open_store as open_store
+    from omegaml_otel.errors import ArtifactError as ArtifactError
     from omegaml_otel.errors import ConfigurationError as ConfigurationError
     from omegaml_otel.errors import ExportFailed as ExportFailed
     from omegaml_otel.errors import JobError as JobError
@@ -57,6 +58,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "NoWorkerError": ("omegaml_otel.errors", "NoWorkerError"),
     "JobError": ("omegaml_otel.errors", "JobError"),
     "ExportFailed": ("omegaml_otel.errors", "ExportFailed"),
+    "ArtifactError": ("omegaml_otel.errors", "ArtifactError"),
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -11,15 +11,36 @@ import time
 
 import omegaml_otel as om
 from omegaml_otel.errors import StoreError
-from omegaml_otel.settings import settings
+from omegaml_otel.settings import Settings, settings
 
 
 def _worker(args) -> int:
     from omegaml_otel.worker import run_worker  # local: see the module doc
 
-    run_worker(concurrency=args.concurrency, loglevel=args.loglevel, pool=args.pool,
-               max_tasks_per_child=args.max_tasks_per_child, queues=args.queues)
+    cfg = settings()
+    try:
+        _check_embedded_store(cfg)
+        run_worker(concurrency=args.concurrency, loglevel=args.loglevel, pool=args.pool,
+                   max_tasks_per_child=args.max_tasks_per_child, queues=args.queues)
+    except OSError as exc:  # a folder or file of the worker's that cannot be made: one line, not a traceback
+        print(f"omtel worker: {exc}; OMTEL_HOME={str(cfg.home)!r} (and OMTEL_STORE, OMTEL_BROKER) must name places "
+              "this user can write", file=sys.stderr)
+        return 2
     return 0
+
+
+def _check_embedded_store(cfg: Settings) -> None:
+    """Open the embedded SQLite store now: a worker that cannot write it would run tasks and keep none of their
+    records. (A ClickHouse server that is down at start may come back; it is left to the exporters' retries.)"""
+    if not cfg.store_url.startswith("sqlite:") or not any(cfg.uses_store(s) for s in ("traces", "logs", "metrics")):
+        return
+    from omegaml_otel._internal.stores import open_store  # local: see the module doc
+
+    store = open_store(cfg.store_url)
+    try:
+        store.schema_version()
+    finally:
+        store.close()
 
 
 def _logs(args) -> int:

@@ -34,6 +34,8 @@ TASK_END = "omegaml.task.end"
 IOSTREAM = "log.iostream"
 JOB_NAME = "job.name"
 NOTEBOOK_CELL = "notebook.cell"
+#: a Python record's extra=... key that would override the package's own attribute is stored under this prefix
+RENAMED_EXTRA_PREFIX = "extra."
 
 # -- the log dataset (om.logger) -----------------------------------------------------------------------------------
 LOG_DATASET = ".omega/logs"

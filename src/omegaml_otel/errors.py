@@ -6,7 +6,8 @@ so existing handlers keep working.
 """
 from __future__ import annotations
 
-__all__ = ["OmtelError", "ConfigurationError", "StoreError", "ExportFailed", "NoWorkerError", "JobError"]
+__all__ = ["OmtelError", "ConfigurationError", "StoreError", "ExportFailed", "NoWorkerError", "JobError",
+           "ArtifactError"]
 
 
 class OmtelError(Exception):
@@ -31,3 +32,8 @@ class NoWorkerError(OmtelError, TimeoutError):
 
 class JobError(OmtelError, RuntimeError):
     """A job raised: the message names the job, the notebook cell (if any) and the error with its traceback."""
+
+
+class ArtifactError(OmtelError, ValueError):
+    """An artifact is refused rather than unpickled: unsigned, altered, missing, or carried inline by a telemetry
+    record (which anyone who can write a record could have planted); the message says what to do instead."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 import getpass
 import os
 import platform
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
+from omegaml_otel._internal.secure import mask_url
 from omegaml_otel.errors import ConfigurationError
 
 __all__ = ["Settings", "settings", "reset_settings", "ConfigurationError", "STORE_EXPORTER"]
@@ -38,6 +40,13 @@ class Settings:
     otlp_protocols: dict[str, str] = field(default_factory=dict)
     flush_interval: float = 0.2
     max_queue: int = 200_000
+    #: seconds a caller's flush (before a task result, after a log call outside a task, before a read) waits for a
+    #: store or collector that makes no progress before it leaves the records to the export thread
+    flush_timeout: float = 1.0
+    #: seconds an exiting process (or pool child) spends at most on exporting what is pending
+    exit_timeout: float = 2.0
+    #: seconds before the first retry of a failing store or collector (doubling while it keeps failing)
+    retry_interval: float = 1.0
     broker_polling: float = 0.01
     worker_concurrency: int = 2
     #: seconds between profiling samples (exp.profiler.interval overrides it per experiment object)
@@ -50,6 +59,29 @@ class Settings:
     clickhouse_password: str = field(default="", repr=False)
     #: extra task modules the runtime's Celery app imports (the worker runs them too)
     imports: tuple[str, ...] = ()
+    #: replace secrets in records before they leave the process (OMTEL_SCRUB=false turns it off)
+    scrub: bool = True
+    #: regular expressions of secret keys, in addition to the default patterns (matched case-insensitively)
+    scrub_patterns: tuple[str, ...] = ()
+    #: characters of a printed line kept in one record; a longer line is split into several records
+    max_line: int = 65_536
+    #: OMTEL_ARTIFACTS: the folder of pickled artifacts (None: OMTEL_HOME/artifacts); see artifact_folder
+    artifacts: Path | None = None
+    #: OMTEL_ARTIFACTS_KEY: the key file that signs them (None: OMTEL_HOME/artifacts.key); see artifact_key
+    artifacts_key: Path | None = None
+
+    def __repr__(self) -> str:
+        # URLs carry credentials (clickhouse://u:secret@h, redis://:secret@h) and reprs get pasted into tickets
+        shown = ", ".join(f"{f.name}={mask_url(repr(getattr(self, f.name)))}" for f in fields(self) if f.repr)
+        return f"{type(self).__name__}({shown})"
+
+    @property
+    def artifact_folder(self) -> Path:
+        return self.artifacts or self.home / "artifacts"
+
+    @property
+    def artifact_key(self) -> Path:
+        return self.artifacts_key or self.home / "artifacts.key"
 
     @property
     def broker_folder(self) -> Path:
@@ -90,6 +122,48 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ConfigurationError(f"{name}={env[name]!r} is not a number; unset it or give seconds, e.g. 0.2") from None
 
 
+def _seconds(env: dict[str, str], name: str, default: float, above: float | None = None) -> float:
+    """A duration in seconds: at least 0, or more than ``above`` (a retry interval of 0 would retry in a loop)."""
+    value = _float(env, name, default)
+    if value != value or value < 0 or (above is not None and value <= above):
+        least = "at least 0" if above is None else f"more than {above:g}"
+        raise ConfigurationError(f"{name}={env[name]!r}: give seconds, {least}, e.g. {default:g} (or unset it)")
+    return value
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={env[name]!r} is not a yes/no value; use true or false (or unset it)")
+
+
+def _positive(env: dict[str, str], name: str, default: int, at_least: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < at_least:
+        raise ConfigurationError(f"{name}={env[name]!r}: give a whole number of at least {at_least} (or unset it)")
+    return int(raw)
+
+
+def _patterns(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """A comma list of regular expressions, each checked here so a typo is reported before any record is sent."""
+    patterns = tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigurationError(
+                f"{name}: {pattern!r} is not a regular expression ({exc}); give a comma list of regular "
+                f"expressions such as iban,ssn (a pattern cannot contain a comma)") from None
+    return patterns
+
+
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     env = dict(os.environ)
@@ -113,6 +187,9 @@ def settings() -> Settings:
         otlp_protocols=protocols,
         flush_interval=_float(env, "OMTEL_FLUSH_INTERVAL", 0.2),
         max_queue=int(_float(env, "OMTEL_MAX_QUEUE", 200_000)),
+        flush_timeout=_seconds(env, "OMTEL_FLUSH_TIMEOUT", 1.0),
+        exit_timeout=_seconds(env, "OMTEL_EXIT_TIMEOUT", 2.0),
+        retry_interval=_seconds(env, "OMTEL_RETRY_INTERVAL", 1.0, above=0),
         broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
         worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
         profile_interval=_float(env, "OMTEL_PROFILE_INTERVAL", 1.0),
@@ -121,7 +198,25 @@ def settings() -> Settings:
         clickhouse_user=env.get("CLICKHOUSE_USER", "default"),
         clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
         imports=tuple(m.strip() for m in env.get("OMTEL_IMPORTS", "").split(",") if m.strip()),
+        scrub=_flag(env, "OMTEL_SCRUB", True),
+        scrub_patterns=_patterns(env, "OMTEL_SCRUB_PATTERNS"),
+        max_line=_positive(env, "OMTEL_MAX_LINE", 65_536, at_least=80),
+        artifacts=_folder(env, "OMTEL_ARTIFACTS"),
+        artifacts_key=_folder(env, "OMTEL_ARTIFACTS_KEY"),
     )
+
+
+def _folder(env: dict[str, str], name: str) -> Path | None:
+    """A local path (``~`` expanded, made absolute), or None when unset; a mounted folder serves for sharing."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if raw.startswith("file://"):
+        raw = raw[len("file://"):]
+    elif "://" in raw:
+        raise ConfigurationError(f"{name}={mask_url(raw)!r}: only a local or mounted path is supported, e.g. "
+                                 "/shared/omtel/artifacts (or unset it for the default under OMTEL_HOME)")
+    return Path(raw).expanduser().absolute()
 
 
 def _resource_attribute(env: dict[str, str], key: str) -> str | None:

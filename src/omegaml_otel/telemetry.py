@@ -23,12 +23,21 @@ def _conds(table: str, attributes: dict | None, resource: dict | None, filters: 
     conds = []
     for name, value in filters.items():
         column, _, op = name.partition("__")
+        if op == "in":
+            value = _values(name, value)
         conds.append(Cond(column, op or "eq", value))
     for key, value in (attributes or {}).items():
         conds.append(Cond(_ATTRS[table], "in" if isinstance(value, (list, tuple)) else "eq", value, key=key))
     for key, value in (resource or {}).items():
         conds.append(Cond("ResourceAttributes", "in" if isinstance(value, (list, tuple)) else "eq", value, key=key))
     return conds
+
+
+def _values(name: str, value) -> list:
+    """The values of an ``__in`` filter. A string is iterable too, and would silently match its characters."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"filter {name}={value!r} needs a list of values, e.g. {name}=[{value!r}]")
+    return list(value)
 
 
 def _read(table: str, since, until, attributes, resource, limit, store: Store | None, filters) -> pd.DataFrame:

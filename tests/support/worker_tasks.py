@@ -1,7 +1,9 @@
 """Tasks the test worker imports (OMTEL_IMPORTS=worker_tasks, tests/support on PYTHONPATH): loads and odd output."""
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import sys
 import time
 
@@ -40,3 +42,16 @@ def log_objects() -> str:
     log.warning(12345)
     log.warning("bad format %d", "not a number")
     return "ok"
+
+
+@shared_task(name="tests.crash_after_burst", base=OmegaTask)
+def crash_after_burst(n: int, name: str, how: str, pause: float = 0.0) -> None:
+    """Log ``n`` records, wait ``pause`` seconds, then end the pool child hard: ``exit`` is ``os._exit(1)``,
+    ``segfault`` a real SIGSEGV in C code (reading address 0), after which no Python code of the process runs."""
+    log = logging.getLogger(name)
+    for i in range(n):
+        log.info("crash burst %d", i)
+    time.sleep(pause)
+    if how == "exit":
+        os._exit(1)
+    ctypes.string_at(0)

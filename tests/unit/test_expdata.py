@@ -5,6 +5,7 @@ import base64
 import pickle
 
 import pandas as pd
+import pytest
 
 from omegaml_otel._internal.compat.expdata import (
     COLUMNS,
@@ -17,6 +18,7 @@ from omegaml_otel._internal.compat.expdata import (
     restore,
 )
 from omegaml_otel.conventions import EXPERIMENT, HOST_NAME, INSTANCE_ID, RUN, TASK_ID, USER
+from omegaml_otel.errors import ArtifactError
 
 T1 = pd.Timestamp("2024-03-05 10:00:00")
 T2 = pd.Timestamp("2024-03-05 10:00:01.5")
@@ -125,5 +127,24 @@ def test_restore():
     assert frame.to_dict("records") == [{"a": 1, "b": 2}]
     series = restore({"format": "series", "data": {"data": [1, 2], "index": ["x", "y"], "name": "s"}})
     assert series.to_dict() == {"x": 1, "y": 2} and series.name == "s"
-    assert restore({"format": "pickle", "data": base64.b64encode(pickle.dumps({1, 2})).decode()}) == {1, 2}
     assert restore({"format": "json", "data": [1, 2]}) == [1, 2]
+
+
+class _Planted:
+    """Pickles to a call of ``open(path, 'w')``: unpickling it creates the file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "joblib", "dill", "cloudpickle"])
+def test_restore_refuses_pickled_data_inside_a_record(tmp_path, fmt):
+    """Pickled bytes in a record could have been written by anyone who can write a record: never unpickled."""
+    marker = tmp_path / "planted"
+    value = {"name": "model", "format": fmt, "data": base64.b64encode(pickle.dumps(_Planted(marker))).decode()}
+    with pytest.raises(ArtifactError, match=r"artifact 'model' carries .* inside the telemetry record.*log_artifact"):
+        restore(value)
+    assert not marker.exists()

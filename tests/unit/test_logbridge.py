@@ -69,7 +69,9 @@ def test_handler_attributes_and_record_attributes_merged():
     finally:
         record_attributes.reset(token)
     [rec] = finished(exporter)
-    assert dict(rec.attributes) == {"celery.task_id": "t-1", "job.name": "override", "omegaml.log.dataset": "ds"}
+    # the package's own attribute wins; the user's value is kept under extra.<key>
+    assert dict(rec.attributes) == {"celery.task_id": "t-1", "job.name": "nb", "extra.job.name": "override",
+                                    "omegaml.log.dataset": "ds"}
     # the shared context value itself was not mutated by adding to it
     assert record_attributes.get() == {}
 
@@ -173,10 +175,87 @@ class _Unprintable:
         raise ValueError("no str for you")
 
 
-def test_attribute_that_cannot_be_stringified_does_not_raise(capfd):
+def test_attribute_that_cannot_be_stringified_keeps_the_record(capfd):
     provider, exporter = memory_logs()
     with private_logger(LogBridge(logger_provider=provider)) as log:
         log.info("bad extra", extra={"thing": _Unprintable()})
         log.info("good")
-    assert [r.body for r in finished(exporter)] == ["good"]
-    assert "could not bridge a log record" in capfd.readouterr().err
+    bad, good = finished(exporter)
+    assert (bad.body, good.body) == ("bad extra", "good")
+    assert dict(bad.attributes) == {"thing": "<unprintable _Unprintable object: ValueError in str()>"}
+    assert "could not bridge" not in capfd.readouterr().err
+
+
+def test_extra_cannot_override_the_packages_own_attributes():
+    """The package's attributes win; the user's value is kept, renamed to extra.<key>."""
+    provider, exporter = memory_logs()
+    token = record_attributes.set({"celery.task_id": "t-1"})
+    try:
+        with private_logger(LogBridge(logger_provider=provider, attributes={"omegaml.log.dataset": "ds"})) as log:
+            log.info("forged", extra={"omegaml.levelno": 999, "celery.task_id": "fake", "omegaml.log.dataset": "x",
+                                      "celery.task_name": "other", "mine": 1})
+            try:
+                raise KeyError("real")
+            except KeyError:
+                log.exception("failed", extra={"exception.type": "Fake"})
+    finally:
+        record_attributes.reset(token)
+    forged, failed = finished(exporter)
+    assert dict(forged.attributes) == {
+        "celery.task_id": "t-1", "omegaml.log.dataset": "ds", "mine": 1, "extra.omegaml.levelno": 999,
+        "extra.celery.task_id": "fake", "extra.omegaml.log.dataset": "x", "extra.celery.task_name": "other"}
+    attrs = dict(failed.attributes)
+    assert attrs["exception.type"] == "KeyError" and attrs["extra.exception.type"] == "Fake"
+
+
+class _BadStr:
+    def __str__(self):
+        raise RuntimeError("broken __str__")
+
+    def __repr__(self):
+        raise RuntimeError("broken __repr__")
+
+
+def test_a_message_whose_str_raises_is_kept_with_a_placeholder(capfd):
+    provider, exporter = memory_logs()
+    with private_logger(LogBridge(logger_provider=provider)) as log:
+        log.info(_BadStr())
+        log.info("value %s", _BadStr())
+        log.info("after")
+    bodies = [r.body for r in finished(exporter)]
+    assert bodies == ["<unprintable _BadStr object: RuntimeError in str()> ()",
+                      "value %s <unprintable tuple object: RuntimeError in repr()>", "after"]
+    assert capfd.readouterr().err == ""  # nothing raised, nothing to report
+
+
+def test_an_exception_whose_str_raises_is_kept():
+    class Weird(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    provider, exporter = memory_logs()
+    with private_logger(LogBridge(logger_provider=provider)) as log:
+        try:
+            raise Weird()
+        except Weird:
+            log.exception("failed")
+    [rec] = finished(exporter)
+    attrs = dict(rec.attributes)
+    assert rec.body == "failed" and attrs["exception.type"] == "Weird"
+    assert attrs["exception.message"] == "<unprintable Weird object: RuntimeError in str()>"
+
+
+def test_celery_data_extra_is_scrubbed_by_key():
+    """Celery logs 'Task ... received' with extra={'data': context}; its kwargs are a repr string, and a secret
+    can also be a dict value under a secret key."""
+    provider, exporter = memory_logs()
+    data = {"id": "t-1", "name": "ping", "kwargs": "{'password': 'hunter2', 'fox': 'bar'}", "args": "()",
+            "auth": {"user": "u", "pw": "hunter2"}}
+    with private_logger(LogBridge(logger_provider=provider)) as log:
+        log.info("Task %(name)s[%(id)s] received", data, extra={"data": data})
+    [rec] = finished(exporter)
+    stored = dict(rec.attributes)["data"]
+    assert "hunter2" not in stored and "'fox': 'bar'" in stored and "'id': 't-1'" in stored
+    assert "[Scrubbed due to password]" in stored and "'auth': '[Scrubbed due to auth]'" in stored
+    assert rec.body == "Task ping[t-1] received"
+    assert data["auth"]["pw"] == "hunter2"  # the caller's dict is untouched

@@ -13,6 +13,7 @@ from omegaml_otel._internal.capture.context import record_attributes
 from omegaml_otel._internal.capture.logbridge import LogBridge
 from omegaml_otel._internal.capture.streams import StreamBridge, redirect
 from omegaml_otel.conventions import IOSTREAM
+from omegaml_otel.settings import settings
 
 from .helpers import finished, memory_logs, private_logger
 
@@ -141,3 +142,64 @@ def test_installed_bridges_and_restores_sys_streams(capsys):
     assert got == [("to out", "INFO"), ("to err", "ERROR"), ("unterminated", "INFO")]
     out, err = capsys.readouterr()
     assert out == "to out\nunterminated" and err == "to err\n"
+
+
+# -- progress bars and long lines --------------------------------------------------------------------------------
+def _limited(max_line):
+    provider, exporter = memory_logs()
+    original = io.StringIO()
+    return StreamBridge(original, "stdout", provider, max_line=max_line), original, exporter
+
+
+def test_carriage_return_updates_keep_the_latest_state_of_the_line():
+    bridge, original, exporter = _bridge()
+    for i in range(1, 2001):
+        bridge.write(f"\rprogress {i}/2000")
+    assert finished(exporter) == []
+    assert bridge._size == len("progress 2000/2000")  # the earlier states were let go, not accumulated
+    bridge.write("\n")
+    bridge.write("epoch 1 5% \r epoch 1 100%\n")  # a \r inside one write too
+    assert [r.body for r in finished(exporter)] == ["progress 2000/2000", " epoch 1 100%"]
+    assert original.getvalue().count("\r") == 2001  # the console still gets every update
+
+
+def test_a_carriage_return_at_the_end_of_a_write_may_be_half_of_a_crlf():
+    bridge, _, exporter = _bridge()
+    bridge.write("windows\r")
+    bridge.write("\nnext\r")
+    bridge.write("over")  # now the \r did move back to the start of the line
+    bridge.write("\r\r")
+    bridge.flush_partial()
+    assert [r.body for r in finished(exporter)] == ["windows", "over"]
+
+
+def test_a_line_cleared_with_carriage_return_and_spaces_is_not_stored():
+    bridge, _, exporter = _bridge()
+    bridge.write("working...\r          \r")
+    bridge.write("\n")
+    assert finished(exporter) == []
+
+
+def test_a_long_line_is_split_with_a_marker():
+    bridge, _, exporter = _limited(100)
+    bridge.write("a" * 150)
+    [first] = finished(exporter)  # emitted as soon as it is full: memory stays bounded without a newline
+    assert first.body == "a" * 100 + streams.CONTINUED
+    bridge.write("b" * 120 + "\nshort\n")
+    bodies = [r.body for r in finished(exporter)]
+    assert bodies == ["a" * 100 + streams.CONTINUED, "a" * 50 + "b" * 50 + streams.CONTINUED, "b" * 70, "short"]
+
+
+def test_many_small_writes_of_one_line_are_joined_once():
+    bridge, _, exporter = _bridge()
+    for i in range(5000):
+        bridge.write(str(i % 10))
+    assert len(bridge._pieces) == 5000 and bridge._size == 5000  # kept as pieces, not re-copied per write
+    bridge.write("\n")
+    [rec] = finished(exporter)
+    assert rec.body == "0123456789" * 500
+
+
+def test_max_line_comes_from_the_settings():
+    bridge, _, _ = _bridge()
+    assert bridge.max_line == settings().max_line == 65_536

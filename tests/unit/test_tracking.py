@@ -178,6 +178,22 @@ def test_task_run_called_then_finished_emits_events():
     assert all(r.attributes[RUN] == RUN_ID and r.attributes[EXPERIMENT] == "exp1" for r in (call, success))
 
 
+def test_task_call_and_success_values_are_scrubbed():
+    """A tracked task's kwargs are scrubbed by key before they become JSON; a result echoing them is scrubbed
+    by the emitter (the value stays JSON either way)."""
+    provider, exporter = memory_logs()
+    run = TaskRun("exp1", RUN_ID, "simple", 1.0, "task-1", "tasks.fit", emitter=LogEmitter(provider))
+    secret = "hunter2" + "x" * 3000  # long: cut for display, but only after scrubbing
+    run.called(("redis://:hunter2@host/0",), {"password": secret, "api_key": "k", "alpha": 0.1})
+    run.finished(Event.TASK_SUCCESS, {"result": {"kwargs": {"password": "hunter2"}}})
+    call, success = finished(exporter)
+    value = json.loads(call.attributes[VALUE])
+    assert value == {"args": ["redis://:[Scrubbed due to URL password]@host/0"],
+                     "kwargs": {"password": "[Scrubbed due to password]", "api_key": "[Scrubbed due to api_key]",
+                                "alpha": 0.1}}
+    assert json.loads(success.attributes[VALUE])["result"] == {"kwargs": {"password": "[Scrubbed due to password]"}}
+
+
 @pytest.mark.parametrize("event", [Event.TASK_FAILURE, Event.TASK_RETRY])
 def test_task_run_finished_with_other_events(event):
     provider, exporter = memory_logs()

@@ -29,6 +29,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from omegaml_otel._internal import deadline
 from omegaml_otel._internal.capture import streams
 from omegaml_otel._internal.capture.context import record_attributes
 from omegaml_otel._internal.capture.package import _instruments
@@ -158,12 +159,17 @@ class CeleryInstrumentor(BaseInstrumentor):
                            attributes={**record_attributes.get(), TASK_ID: task_id, TASK_END: True})
 
     def _shutdown(self, **kwargs):
-        """The process is ending: export what is pending and report what could not be exported."""
+        """The process is ending: within OMTEL_EXIT_TIMEOUT, whatever the store or collector does, export what is
+        pending and report what could not be exported. A pool child exits right after; the main process goes on to
+        its atexit handlers, which share the same exit clock."""
+        budget = settings().exit_timeout
+        deadline.exiting(budget)
         streams.flush_partial()
         if self._pipeline is not None:
             self._pipeline.shutdown()
         for provider in self._handed:  # their owner shuts them down at exit, which a pool child never reaches
-            provider.force_flush()
+            # the SDK's force_flush ignores its timeout and retries a down collector: left behind when time is up
+            deadline.run_within(provider.force_flush, deadline.remaining(budget))
 
 
 def _nothing() -> None:

@@ -4,6 +4,13 @@ Each complete line becomes one OTel log record tagged ``log.iostream`` (scope ``
 and ERROR), and is written through to the original stream so the console still shows it. Inside a task run with
 omega-ml's logging mode, lines are instead logged to the selected Python logger at the selected level
 (``redirect``), as omega-ml's worker does, so they appear in ``om.logger.dataset.get()``.
+
+Progress bars (tqdm, keras) rewrite one line thousands of times with ``\\r`` and no newline. A line keeps only its
+text after the last ``\\r`` (what Jupyter shows; a bar redraws the whole line, so it is also what a terminal shows),
+so 20,000 updates make one record of the final state, at the cost of the text written. The unterminated part of a
+line is kept as a list of pieces, never re-copied on each write. A line longer than ``OMTEL_MAX_LINE`` characters
+is split into records of that size, each but the last ending with ``CONTINUED``, so memory and record size stay
+bounded even for output that never ends a line.
 """
 from __future__ import annotations
 
@@ -26,19 +33,27 @@ from omegaml_otel._internal import guard
 from omegaml_otel._internal.capture.context import record_attributes
 from omegaml_otel._internal.export.pipeline import emitter_for, pipeline
 from omegaml_otel.conventions import IOSTREAM
+from omegaml_otel.settings import settings
 
 #: (python logger, level) that print output goes to while an omega-ml task logging mode is active
 redirect: ContextVar[tuple[logging.Logger, int] | None] = ContextVar("omtel_stream_redirect", default=None)
+#: ends each record of a line that was split at OMTEL_MAX_LINE characters, but the last
+CONTINUED = " [line continues in the next record]"
 
 
 class StreamBridge(io.TextIOBase):
-    def __init__(self, stream, name: str, logger_provider: LoggerProvider):
+    def __init__(self, stream, name: str, logger_provider: LoggerProvider, max_line: int | None = None):
+        """``max_line``: OMTEL_MAX_LINE when not given."""
         self.original = stream
         self.name = name
         self._severity = (SeverityNumber.INFO, "INFO") if name == "stdout" else (SeverityNumber.ERROR, "ERROR")
         self._provider = logger_provider
         self._emitter = None
-        self._partial = ""
+        self.max_line = max_line or settings().max_line
+        #: the unterminated line: its pieces since the last \r, their length, and whether a \r ended the last one
+        self._pieces: list[str] = []
+        self._size = 0
+        self._cr = False
         self._buffer: _BytesBridge | None = None
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork)
@@ -53,14 +68,60 @@ class StreamBridge(io.TextIOBase):
         if guard.active():
             return self._passthrough(s)
         with self._lock:
-            data = self._partial + s
-            *lines, self._partial = data.split("\n")
+            if "\n" in s:
+                *ends, rest = s.split("\n")
+                lines = []
+                for end in ends:
+                    self._add(end, lines)
+                    lines.append(self._take())
+                self._add(rest, lines)
+            else:
+                lines = self._add(s, None)
         target = redirect.get()
-        for line in lines:
-            self._emit(line, target)
+        if lines:
+            for line in lines:
+                self._emit(line, target)
         if target is None:
             self._passthrough(s)
         return len(s)
+
+    def _add(self, text: str, lines: list[str] | None) -> list[str] | None:
+        """Add ``text`` (no newline in it) to the unterminated line, under the lock. A \\r makes the text after it
+        the whole line, except a \\r at the end: that one waits, as it may be the first half of a \\r\\n."""
+        if not text:
+            return lines
+        core = text.rstrip("\r")
+        if not core:  # only \r: whatever comes next starts the line afresh
+            self._cr = True
+            return lines
+        cut = core.rfind("\r")
+        if cut >= 0 or self._cr:
+            self._pieces, self._size = [], 0
+        self._cr = len(core) < len(text)
+        if cut >= 0:
+            core = core[cut + 1:]
+        self._pieces.append(core)
+        self._size += len(core)
+        if self._size > self.max_line:
+            lines = self._split(lines)
+        return lines
+
+    def _split(self, lines: list[str] | None) -> list[str]:
+        """Cut records of ``max_line`` characters off a line that grew longer than that."""
+        data = "".join(self._pieces)
+        lines = [] if lines is None else lines
+        n = self.max_line
+        while len(data) > n:
+            lines.append(data[:n] + CONTINUED)
+            data = data[n:]
+        self._pieces, self._size = [data], len(data)
+        return lines
+
+    def _take(self) -> str:
+        """The unterminated line, now ended (under the lock)."""
+        line = self._pieces[0] if len(self._pieces) == 1 else "".join(self._pieces)
+        self._pieces, self._size, self._cr = [], 0, False
+        return line
 
     def _passthrough(self, s: str) -> int:
         if self.original is None:
@@ -81,7 +142,7 @@ class StreamBridge(io.TextIOBase):
     def flush_partial(self) -> None:
         """Emit an unterminated last line (at the end of a task)."""
         with self._lock:
-            line, self._partial = self._partial, ""
+            line = self._take()
         if line:
             self._emit(line, redirect.get())
 
@@ -110,7 +171,6 @@ class StreamBridge(io.TextIOBase):
 
     # -- emit ---------------------------------------------------------------------------------------------------
     def _emit(self, line: str, target) -> None:
-        line = line.rstrip("\r")
         if not line.strip():
             return
         try:

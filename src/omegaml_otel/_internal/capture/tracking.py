@@ -197,9 +197,14 @@ class TaskRun:
         return None
 
     def called(self, args, kwargs) -> None:
-        delegate = {k: _short(v) for k, v in (kwargs or {}).items() if not k.startswith("__")}
-        emit_event(self.experiment, self.run_id, Event.TASK_CALL, self.task_name,
-                   {"args": [_short(a) for a in args or ()], "kwargs": delegate}, emitter=self._emitter)
+        delegate = {k: v for k, v in (kwargs or {}).items() if not k.startswith("__")}
+        value = {"args": list(args or ()), "kwargs": delegate}
+        scrubber = (self._emitter or emitter_for()).scrubber
+        if scrubber is not None:  # by key, before the kwargs become JSON: password=... never leaves the worker
+            value = scrubber.value(value)
+        value["args"] = [_short(a) for a in value["args"]]
+        value["kwargs"] = {k: _short(v) for k, v in value["kwargs"].items()}
+        emit_event(self.experiment, self.run_id, Event.TASK_CALL, self.task_name, value, emitter=self._emitter)
         if self._sampler is not None:
             self._sampler.start()
 

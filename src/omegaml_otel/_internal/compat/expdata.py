@@ -6,12 +6,11 @@ frame filters and batching ``exp.data()`` offers.
 """
 from __future__ import annotations
 
-import base64
 import json
-import pickle
 
 import pandas as pd
 
+from omegaml_otel._internal.compat.artifacts import PICKLED, load_pickled
 from omegaml_otel.conventions import HOST_NAME, INSTANCE_ID, RUN, TASK_ID, USER, Event
 
 COLUMNS = ["experiment", "run", "event", "dt", "node", "step", "key", "value"]
@@ -44,13 +43,15 @@ def batches(df: pd.DataFrame, size: int, raw: bool):
 
 
 def restore(value: dict):
+    """An artifact record's value back as the object; pickled ones only from the signed artifact store (a record
+    is no proof of where it came from, and unpickling runs code)."""
     fmt, data = value.get("format"), value.get("data")
     if fmt == "dataframe":
         return pd.DataFrame(**data)
     if fmt == "series":
         return pd.Series(data["data"], index=data["index"], name=data.get("name"))
-    if fmt == "pickle":
-        return pickle.loads(base64.b64decode(data))
+    if fmt in PICKLED:
+        return load_pickled(value)
     return data
 
 

@@ -9,10 +9,8 @@ for the profiling provider, samples the worker while the task runs.
 """
 from __future__ import annotations
 
-import base64
 import importlib.metadata
 import json
-import pickle
 import platform
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +27,7 @@ from omegaml_otel._internal.capture.tracking import (
     event_conds,
     run_context,
 )
+from omegaml_otel._internal.compat.artifacts import store_pickled
 from omegaml_otel._internal.compat.expdata import (
     EXTRA_COLUMNS,
     as_list,
@@ -238,7 +237,9 @@ class Experiment:
 
     def log_artifact(self, obj, name: str, step: int | None = None, dt=None, event: str | None = None,
                      key: str | None = None, **extra) -> None:
-        """Plain values are stored as they are, DataFrames as records, anything else pickled (base64)."""
+        """Plain values are stored as they are, DataFrames as records. Anything else is pickled into the signed
+        artifact store (OMTEL_ARTIFACTS), and the record carries only its hash and signature: a record anyone could
+        have written must never be what gets unpickled."""
         if isinstance(obj, (bool, str, int, float, list, dict)) or obj is None:
             value = {"name": name, "data": obj, "format": "type"}
         elif isinstance(obj, pd.DataFrame):
@@ -248,7 +249,7 @@ class Experiment:
             value = {"name": name, "data": json.loads(obj.to_json(orient="split", date_format="iso")),
                      "format": "series"}
         else:
-            value = {"name": name, "data": base64.b64encode(pickle.dumps(obj)).decode(), "format": "pickle"}
+            value = {"name": name, **store_pickled(obj)}
         self._log(event or Event.ARTIFACT, key or name, value, step, dt, name=name, **extra)
 
     def log_data(self, key: str, value, step: int | None = None, dt=None, event: str | None = None,

@@ -141,9 +141,22 @@ def _emit(name: str, level: str, levelno: int, message, dataset: str, reset: boo
         attrs[LOG_RESET] = True
     now = time.time_ns()
     emitter_for().emit(name, timestamp=now, severity_number=SIMPLE_SEVERITY[level],
-                       severity_text=level, body=str(message), attributes=attrs)
+                       severity_text=level, body=_text(message), attributes=attrs)
     flush_outside_task()
     return now
+
+
+def _text(message) -> str:
+    """``str(message)``, or a placeholder that says why when that raises: logging must never break the caller, and
+    a record that the call happened is worth more than none."""
+    try:
+        return str(message)
+    except Exception as exc:
+        try:
+            why = f"{type(exc).__name__}: {exc}"
+        except Exception:  # the exception cannot be shown either
+            why = type(exc).__name__
+        return f"<unprintable {type(message).__name__} object: str() raised {why}>"
 
 
 class LogDataset:

@@ -4,7 +4,8 @@ With the embedded store as the only log destination (the default), a record goes
 no-loss buffer as a light ``StoreLogRecord`` with the fields the store writes, skipping the SDK's
 ``LogRecord``/``ReadWriteLogRecord``/``BoundedAttributes`` construction, which costs more than the rest of a bridged
 ``logger.info()`` together (docs/performance.md). With any other exporter configured, or providers built by
-someone else, records go through the SDK ``Logger`` as usual.
+someone else, records go through the SDK ``Logger`` as usual. Either way secrets are scrubbed here first
+(``scrub.py``): this is the one place every log record of the package passes.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
 from omegaml_otel._internal.export.buffer import ExportBuffer
+from omegaml_otel._internal.export.scrub import Scrubber, default_scrubber
 
 __all__ = ["LogEmitter", "StoreLogRecord"]
 
@@ -49,14 +51,23 @@ class StoreLogRecord:
 
 
 class LogEmitter:
-    def __init__(self, provider: LoggerProvider, buffer: ExportBuffer | None = None):
+    def __init__(self, provider: LoggerProvider, buffer: ExportBuffer | None = None,
+                 scrubber: Scrubber | None = None):
+        """``scrubber``: the process's (as the settings say; None when OMTEL_SCRUB is off) when not given."""
         self._provider = provider
         self._buffer = buffer
+        self.scrubber = scrubber or default_scrubber()
         self._loggers: dict[str, Any] = {}
         self._scopes: dict[str, InstrumentationScope] = {}
 
     def emit(self, scope: str, *, timestamp: int, severity_number: SeverityNumber, severity_text: str, body: Any,
              attributes: dict[str, Any], event_name: str | None = None, context: Context | None = None) -> None:
+        scrubber = self.scrubber
+        if scrubber is not None:
+            if attributes:
+                attributes = scrubber.attributes(attributes)
+            if type(body) is str:
+                body = scrubber.text(body)
         if self._buffer is None:
             logger = self._loggers.get(scope)
             if logger is None:

@@ -7,7 +7,6 @@ keep the providers (SDK 1.45 is fork-aware) and our buffers reset themselves at 
 from __future__ import annotations
 
 import atexit
-import importlib
 import os
 import sys
 import threading
@@ -22,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
+from omegaml_otel._internal import deadline
 from omegaml_otel._internal.export.buffer import (
     BufferedLogProcessor,
     BufferedMetricExporter,
@@ -29,28 +29,26 @@ from omegaml_otel._internal.export.buffer import (
     ExportBuffer,
 )
 from omegaml_otel._internal.export.emitter import LogEmitter
+from omegaml_otel._internal.export.scrub import scrubbing
 from omegaml_otel._internal.export.store import StoreMetricExporter, StoreWriter
 from omegaml_otel.conventions import HOST_NAME, PROCESS_PID, SERVICE_NAME, USER
 from omegaml_otel.errors import ConfigurationError, ExportFailed
 from omegaml_otel.settings import STORE_EXPORTER, Settings, settings
 
 _OTLP = ("otlp", "otlp_proto_http")
-_OTLP_EXPORTERS = {
-    "traces": ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
-    "logs": ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
-    "metrics": ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
-}
 _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter,
                       "metrics": ConsoleMetricExporter}
 
 
-def _checked(exporter, one_item: bool = False):
+def _checked(exporter, session=None, one_item: bool = False):
     """Export through an SDK exporter; a FAILURE result raises, so the buffer keeps the batch for a retry.
+    ``session``: the OTLP exporter's, which knows why the request failed (the SDK's result does not say).
     ``one_item``: the batch holds one item that is the exporter's argument (a metric collection)."""
     def export(batch):
         result = exporter.export(batch[0] if one_item else batch)
         if getattr(result, "name", "SUCCESS") != "SUCCESS":
-            raise ExportFailed(f"{type(exporter).__name__} reported {result.name}")
+            why = getattr(session, "last_error", None)
+            raise ExportFailed(str(why) if why else f"{type(exporter).__name__} reported {result.name}")
     return export
 
 
@@ -61,23 +59,30 @@ def _sending(buffers: dict[str, ExportBuffer], signal: str, name: str, cfg: Sett
     key = f"{signal} to {name}"
     if key not in buffers:
         one = signal == "metrics"  # a metric collection is exported alone: a retry then sends no duplicates
-        buffers[key] = ExportBuffer(_checked(_exporter(signal, name, cfg), one_item=one), name=key,
+        buffers[key] = ExportBuffer(_checked(*_exporter(signal, name, cfg), one_item=one), name=key,
                                     interval=interval, max_batch=1 if one else 4096, max_queue=cfg.max_queue,
-                                    block=False)
+                                    block=False, **_bounds(cfg))
     return buffers[key]
 
 
-def _exporter(signal: str, name: str, cfg: Settings):
-    """An OTLP/HTTP or console exporter; OTLP exporters read their OTEL_EXPORTER_OTLP_* settings themselves."""
+def _bounds(cfg: Settings) -> dict:
+    """How an export buffer retries a failing destination and how long its callers and the exit wait for it."""
+    return {"retry": cfg.retry_interval, "wait": cfg.flush_timeout, "exit_wait": cfg.exit_timeout}
+
+
+def _exporter(signal: str, name: str, cfg: Settings) -> tuple:
+    """An OTLP/HTTP or console exporter, and the OTLP exporter's bounded session (None for the console). OTLP
+    exporters read their OTEL_EXPORTER_OTLP_* settings themselves."""
     if name in _OTLP:
         protocol = cfg.otlp_protocols.get(signal, "http/protobuf")
         if protocol != "http/protobuf":
             raise ConfigurationError(
                 f"OTLP protocol {protocol!r} for {signal} is not supported by omegaml-otel (gRPC exporters are not "
                 "fork-safe under Celery prefork); set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
-        module, cls = _OTLP_EXPORTERS[signal]
-        return getattr(importlib.import_module(module), cls)()
-    return _CONSOLE_EXPORTERS[signal]()
+        # requests and the OTLP exporters are imported only by a process that sends to a collector
+        from omegaml_otel._internal.export import otlp
+        return otlp.exporter(signal)
+    return _CONSOLE_EXPORTERS[signal](), None
 
 
 @dataclass
@@ -115,36 +120,46 @@ class Pipeline:
     def flush_logs(self) -> None:
         """Make every log record emitted so far readable in the embedded store (called before a task result is
         sent). OTLP exporters are left to their batch schedule: a slow or absent collector must not hold up a
-        task, so the collector path has a read-after-write delay instead."""
+        task, so the collector path has a read-after-write delay instead. A store that is locked or failing
+        costs the caller at most OMTEL_FLUSH_TIMEOUT once, then nothing until it takes writes again."""
         buffer = self.buffers.get("logs")
+        cfg = settings()
         if buffer is not None:
-            buffer.flush()
-        elif not self.owned and settings().store_only("logs"):
-            # a distro built the providers around our StoreLogExporter: its batch processor flushes locally
-            self.logger_provider.force_flush()
+            buffer.flush(wait=cfg.flush_timeout)
+        elif not self.owned and cfg.store_only("logs"):
+            # a distro built the providers around our StoreLogExporter: its batch processor writes in this thread,
+            # where the bound caps SQLite's busy wait
+            with deadline.within(cfg.flush_timeout):
+                self.logger_provider.force_flush()
 
     def flush_for_read(self) -> None:
         """Make everything this process emitted so far readable in the embedded store, before a read: the store
         buffers write now, and providers that only feed the store are flushed. Collector-bound exports keep
         their schedule: a slow or absent collector must hold up neither a read nor a task."""
+        cfg = settings()
         for buffer in self.buffers.values():
             if buffer.block:
-                buffer.flush()
-        cfg = settings()
-        for signal, provider in (("logs", self.logger_provider), ("traces", self.tracer_provider),
-                                 ("metrics", self.meter_provider)):
-            # ours write spans and logs through the buffers above; a distro's run our exporters in its processors
-            if cfg.store_only(signal) and (signal == "metrics" or not self.owned):
-                _force_flush(provider)
+                buffer.flush(wait=cfg.flush_timeout)
+        with deadline.within(cfg.flush_timeout):
+            for signal, provider in (("logs", self.logger_provider), ("traces", self.tracer_provider),
+                                     ("metrics", self.meter_provider)):
+                # ours write spans and logs through the buffers above; a distro's run our exporters in its processors
+                if cfg.store_only(signal) and (signal == "metrics" or not self.owned):
+                    _force_flush(provider)
 
     def flush(self) -> None:
         for provider in (self.logger_provider, self.tracer_provider, self.meter_provider):
             _force_flush(provider)
 
     def shutdown(self) -> None:
-        self.flush()
-        for buffer in self.buffers.values():
-            buffer.shutdown()
+        """Export what is pending and report what could not be, within OMTEL_EXIT_TIMEOUT (or what is left of the
+        process's exit clock) whatever the store or collector does. The providers are flushed in a thread that is
+        left behind when the time is up: a metric reader or a provider someone else built may wait on a collector
+        with the SDK's own timeouts."""
+        with deadline.within(settings().exit_timeout):
+            deadline.run_within(self.flush, deadline.remaining(settings().exit_timeout))
+            for buffer in self.buffers.values():
+                buffer.shutdown()
 
 
 def _force_flush(provider) -> None:
@@ -155,6 +170,8 @@ def _force_flush(provider) -> None:
 
 _pipeline: Pipeline | None = None
 _lock = threading.Lock()
+#: the os._exit that _exit_exporting replaces once a pipeline is built, and calls
+_os_exit = os._exit
 
 
 def resource(cfg: Settings, role: str) -> Resource:
@@ -174,16 +191,41 @@ def default_role() -> str:
 def pipeline(role: str | None = None) -> Pipeline:
     """The process's pipeline, built on first use (``role`` names the service when OTEL_SERVICE_NAME and
     OTEL_RESOURCE_ATTRIBUTES do not)."""
-    global _pipeline
+    global _pipeline, _os_exit
     if _pipeline is not None:
         return _pipeline
     with _lock:
         if _pipeline is None:
             _pipeline = _build(settings(), role or default_role())
             # the SDK providers shut their processors down at exit, but no provider owns the profiling samplers'
-            # collector buffer: this exports (or reports) what it still holds
-            atexit.register(_pipeline.shutdown)
+            # collector buffer: this exports (or reports) what it still holds. Registered after the providers'
+            # own handlers, it runs before them and starts the exit clock they then share.
+            atexit.register(_exit_export)
+            if os._exit is not _exit_exporting:
+                _os_exit, os._exit = os._exit, _exit_exporting
     return _pipeline
+
+
+def _exit_export() -> None:
+    """This process is exiting: everything it still holds is exported within OMTEL_EXIT_TIMEOUT, then reported."""
+    pipe = _pipeline
+    if pipe is not None:
+        deadline.exiting(settings().exit_timeout)
+        pipe.shutdown()
+
+
+def _exit_exporting(status: int) -> None:
+    """``os._exit`` that first exports what this process still holds (within the exit budget). Code that leaves
+    through ``os._exit`` skips atexit: a task that ends its process that way, a multiprocessing child, and every
+    Celery pool child (after ``worker_process_shutdown``, which exported already: nothing is left then, and this
+    costs a check of the buffers)."""
+    try:
+        pipe = _pipeline
+        if pipe is not None and any(b.unexported() for b in pipe.buffers.values()):
+            _exit_export()
+    except BaseException:  # nothing may keep a process from exiting
+        pass
+    _os_exit(status)
 
 
 def current_pipeline() -> Pipeline | None:
@@ -221,7 +263,8 @@ def _build(cfg: Settings, role: str) -> Pipeline:
     buffers: dict[str, ExportBuffer] = {}
 
     def buffer(name, export):
-        b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue)
+        b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue,
+                                         **_bounds(cfg))
         return b
 
     # spans and log records: one buffered processor per destination, on a provider of ours unless one exists
@@ -236,8 +279,10 @@ def _build(cfg: Settings, role: str) -> Pipeline:
             continue
         provider = make(resource=res)
         for name in cfg.exporters[signal]:
-            getattr(provider, add)(processor(buffer(store_buffer, write) if name == STORE_EXPORTER
-                                             else _sending(buffers, signal, name, cfg, delay)))
+            made_processor = processor(buffer(store_buffer, write) if name == STORE_EXPORTER
+                                       else _sending(buffers, signal, name, cfg, delay))
+            # spans are scrubbed on their way to every destination (log records: in LogEmitter.emit)
+            getattr(provider, add)(scrubbing(made_processor) if signal == "traces" else made_processor)
         install(provider)
         made.append(provider)
     tp, lp = made
@@ -245,7 +290,7 @@ def _build(cfg: Settings, role: str) -> Pipeline:
     mp = existing[2]
     if not _is_sdk(mp):
         readers = [PeriodicExportingMetricReader(StoreMetricExporter(writer) if name == STORE_EXPORTER
-                                                 else _exporter("metrics", name, cfg))
+                                                 else _exporter("metrics", name, cfg)[0])
                    for name in cfg.exporters["metrics"]]
         mp = MeterProvider(resource=res, metric_readers=readers)
         metrics.set_meter_provider(mp)

@@ -9,6 +9,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from omegaml_otel._internal import deadline
 from omegaml_otel._internal.export import rows
 from omegaml_otel._internal.stores import Store, open_store, schema
 from omegaml_otel.settings import settings
@@ -90,8 +91,12 @@ class StoreMetricExporter(MetricExporter):
         self.writer = writer or _default_writer()
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        """Written at once, waiting for a locked store at most OMTEL_FLUSH_TIMEOUT: a profiled block's last sample
+        is exported while its caller waits, and a collection that fails is dropped by the SDK anyway (the next one
+        carries the cumulative values)."""
         try:
-            self.writer.metrics(metrics_data)
+            with deadline.within(min(timeout_millis / 1000, settings().flush_timeout)):
+                self.writer.metrics(metrics_data)
         except Exception:
             return MetricExportResult.FAILURE
         return MetricExportResult.SUCCESS

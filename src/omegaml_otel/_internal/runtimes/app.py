@@ -8,10 +8,13 @@ a second; at 10 ms it took 12 to 14 ms when measured, for about 3 % of a core wh
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from celery import Celery
 
 from omegaml_otel._internal.runtimes import jobs, tasks
+from omegaml_otel._internal.secure import private_dir
+from omegaml_otel.errors import ConfigurationError
 from omegaml_otel.settings import Settings, settings
 
 
@@ -28,9 +31,7 @@ def celery_config(cfg: Settings) -> dict:
     )
     if cfg.broker_url == "filesystem://":
         folder = cfg.broker_folder
-        for sub in ("queue", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        (cfg.home / "results").mkdir(parents=True, exist_ok=True)
+        _private_folders(cfg, [folder / sub for sub in ("queue", "processed", "control")] + [cfg.home / "results"])
         conf["broker_transport"] = "omegaml_otel._internal.runtimes.fstransport:Transport"
         conf["broker_transport_options"] = {
             "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
@@ -41,6 +42,18 @@ def celery_config(cfg: Settings) -> dict:
     elif cfg.broker_url.startswith(("redis", "sqla", "memory")):
         conf["broker_transport_options"] = {"polling_interval": cfg.broker_polling}
     return conf
+
+
+def _private_folders(cfg: Settings, folders: list[Path]) -> None:
+    """Create the embedded broker's and results' folders, owner only (0700): whoever can drop a message file in the
+    queue has a worker run it, jobs included; results hold what tasks return."""
+    for folder in folders:
+        try:
+            private_dir(folder)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"OMTEL_HOME={str(cfg.home)!r}: cannot create {folder} ({exc.strerror or exc}); set OMTEL_HOME to a "
+                "folder you can write, or OMTEL_BROKER to a broker server such as redis://host:6379/0") from None
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from omegaml_otel._internal.runtimes.app import celery_app
 from omegaml_otel._internal.runtimes.jobs import JobProxy
 from omegaml_otel._internal.runtimes.tasklogging import resolve
 from omegaml_otel._internal.runtimes.tasks import PING
+from omegaml_otel._internal.secure import mask_url
 from omegaml_otel.errors import NoWorkerError
 from omegaml_otel.settings import settings
 
@@ -116,7 +117,8 @@ def wait_for(result: AsyncResult, timeout: float):
     except CeleryTimeoutError:
         if result.state == "PENDING":
             raise NoWorkerError(
-                f"no worker answered task {result.id} within {timeout}s on broker {settings().broker_url}; start "
-                "one with `omtel worker` (same OMTEL_HOME/OMTEL_BROKER), or run in-process with "
+                f"no worker answered task {result.id} within {timeout}s on broker "
+                f"{mask_url(settings().broker_url)}; start one with `omtel worker` (same OMTEL_HOME/OMTEL_BROKER), "
+                "or run in-process with "
                 "om.runtime.mode(local=True)") from None
         raise

@@ -36,6 +36,7 @@ from omegaml_otel._internal.capture import streams
 from omegaml_otel._internal.capture.context import record_attributes
 from omegaml_otel._internal.export.pipeline import pipeline
 from omegaml_otel._internal.runtimes.tasks import OmegaTask
+from omegaml_otel._internal.secure import private_dir
 from omegaml_otel.conventions import JOB_NAME, NOTEBOOK_CELL
 from omegaml_otel.errors import JobError
 from omegaml_otel.settings import settings
@@ -45,7 +46,7 @@ KINDS = ("py", "ipynb")
 #: what the task returns of the job's output: at most this many entries of at most this many characters each
 MAX_OUTPUTS = 100
 MAX_OUTPUT_CHARS = 2000
-_NAME = re.compile(r"^[\w\-]+(?:[./][\w\-]+)*$")
+_NAME = re.compile(r"[\w\-]+(?:[./][\w\-]+)*")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -67,7 +68,7 @@ class JobStore:
         kind, source = _load(path_or_source)
         folder = self.folder
         target = folder / f"{name}.{kind}"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)  # a worker runs what is stored here: owner only
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".put-", suffix=f".{kind}")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(source)
@@ -133,7 +134,7 @@ def _normalize(name: str) -> str:
     for kind in KINDS:
         if name.endswith(f".{kind}"):
             name = name[:-len(kind) - 1]
-    if not _NAME.match(name) or ".." in name:
+    if not _NAME.fullmatch(name) or ".." in name:  # fullmatch: '$' would let a trailing newline through
         raise ValueError(f"job name {name!r}: use letters, digits, '_', '-', '.' and '/' between parts, "
                          "e.g. 'testcpu' or 'reports/daily'")
     return name

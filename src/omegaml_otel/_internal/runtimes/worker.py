@@ -1,6 +1,7 @@
 """``omtel worker``: a Celery worker with this package's capture installed before the pool forks."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import subprocess
@@ -49,6 +50,10 @@ def worker_argv(concurrency: int | None = None, loglevel: str = "INFO", pool: st
 
 def run_worker(**kwargs) -> None:
     signals.setup_logging.connect(_setup_logging, weak=False)
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:
+        # a pool child killed by a fatal signal in C code (SIGSEGV, SIGBUS, SIGFPE, SIGABRT) runs no Python code
+        # again, so its last records cannot be flushed; its Python traceback at least reaches the worker's console
+        faulthandler.enable(file=sys.__stderr__, all_threads=True)
     celery_app().worker_main(worker_argv(**kwargs))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from omegaml_otel._internal.secure import mask_url
 from omegaml_otel._internal.stores.base import Cond, MapKey, Store, StoreError
 from omegaml_otel.settings import settings
 
@@ -19,11 +20,12 @@ def open_store(url: str, *, create: bool = True) -> Store:
 
         path = url[len("sqlite://"):]
         if not path.startswith("/"):
-            raise StoreError(f"store URL {url!r} needs an absolute path: sqlite:////abs/path or sqlite:///abs/path")
+            raise StoreError(f"store URL {mask_url(url)!r} needs an absolute path: sqlite:////abs/path or "
+                             "sqlite:///abs/path")
         return SqliteStore("/" + path.lstrip("/"), create=create, url=url)
     if scheme in ("chdb", "clickhouse", "clickhouses"):
         try:  # see above
-            from omegaml_otel._internal.stores.clickhouse import ClickHouseStore, mask_url
+            from omegaml_otel._internal.stores.clickhouse import ClickHouseStore
         except ImportError as exc:  # pragma: no cover - numpy/pandas are core dependencies
             raise StoreError(f"store URL scheme {scheme}:// needs pip install 'omegaml-otel[clickhouse]' ({exc})") \
                 from exc
@@ -35,18 +37,19 @@ def open_store(url: str, *, create: bool = True) -> Store:
             raise StoreError(f"store URL {mask_url(url)!r} needs the ClickHouse client: "
                              f"pip install 'omegaml-otel[clickhouse]' ({exc})") from exc
         return ClickHouseStore(url, create=create)
-    raise StoreError(f"store URL {url!r} is not supported; use sqlite:///<absolute path>, chdb:///<absolute path> "
-                     "or clickhouse://user:password@host:8123/otel "
+    raise StoreError(f"store URL {mask_url(url)!r} is not supported; use sqlite:///<absolute path>, "
+                     "chdb:///<absolute path> or clickhouse://user:password@host:8123/otel "
                      "(set OMTEL_STORE, or unset it for the embedded default under OMTEL_HOME)")
 
 
-_default: Store | None = None
+#: (the URL as settings give it, the store): a store's own ``url`` has its password masked, so it cannot be the key
+_default: tuple[str, Store] | None = None
 
 
 def default_store() -> Store:
     """The store that settings name (``OMTEL_STORE``, else the embedded default), opened once per process."""
     global _default
     url = settings().store_url
-    if _default is None or _default.url != url:
-        _default = open_store(url)
-    return _default
+    if _default is None or _default[0] != url:
+        _default = (url, open_store(url))
+    return _default[1]

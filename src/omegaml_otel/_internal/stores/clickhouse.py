@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import numpy as np
 import pandas as pd
 
+from omegaml_otel._internal.secure import mask_url
 from omegaml_otel._internal.stores import schema
 from omegaml_otel._internal.stores.base import COMPARISONS, Cond, MapKey, Store, StoreError, to_ns
 from omegaml_otel._internal.stores.clickhouse_ddl import IDENT, quote_ident, render_ddl
@@ -31,16 +32,6 @@ _DEFAULT_SQL = {"str": "''", "int": "0", "float": "0", "map": "map()", "list": "
 
 
 _q = quote_ident
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0] + ":***"
-    return parts._replace(netloc=f"{userinfo}@{netloc[1]}").geturl()
 
 
 class ClickHouseStore(Store):
@@ -57,7 +48,7 @@ class ClickHouseStore(Store):
         if parts.scheme == "chdb":
             path = url[len("chdb://"):].split("?", 1)[0]
             if not path.startswith("/"):
-                raise StoreError(f"store URL {url!r} needs an absolute path: chdb:///abs/path")
+                raise StoreError(f"store URL {mask_url(url)!r} needs an absolute path: chdb:///abs/path")
             self.path = "/" + path.lstrip("/")
             self.database = query.get("database", "otel")
         elif parts.scheme in ("clickhouse", "clickhouses"):
@@ -100,7 +91,7 @@ class ClickHouseStore(Store):
         return self._client
 
     def _clean(self, exc: BaseException) -> str:
-        text = str(exc)
+        text = mask_url(str(exc))
         if self.scheme != "chdb" and self._password:
             text = text.replace(self._password, "***")
         return text

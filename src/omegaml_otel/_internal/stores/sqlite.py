@@ -18,11 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from omegaml_otel._internal import deadline
+from omegaml_otel._internal.secure import private_dir, private_file
 from omegaml_otel._internal.stores import schema
 from omegaml_otel._internal.stores.base import COMPARISONS, Cond, MapKey, Store, StoreError
 from omegaml_otel._internal.stores.plan import Column, Filter, QueryPlan, SqlDialect
 
 SCHEMA_VERSION = 2
+#: seconds a write waits for another process's write lock, unless its caller has less time (_internal/deadline.py)
+BUSY_TIMEOUT = 30.0
 _SQL_TYPE = {"time": "INTEGER", "int": "INTEGER", "float": "REAL", "str": "TEXT", "map": "TEXT", "list": "TEXT"}
 #: (index name, columns) per table. otel_logs has no TraceId index: it cost a fifth of every log write, and
 #: log-to-span joins start from the (indexed) spans.
@@ -66,6 +70,7 @@ class SqliteStore(Store):
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = None
+        self._busy_ms = 0  # the connection's busy timeout
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
@@ -74,27 +79,33 @@ class SqliteStore(Store):
         self._conn = None
 
     # -- connection ---------------------------------------------------------------------------------------------
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self, wait: float = BUSY_TIMEOUT) -> sqlite3.Connection:
         # a connection must never cross a fork: children open their own
         if self._conn is None or self._pid != os.getpid():
-            self._conn = self._open()
+            self._conn = self._open(wait)
             self._pid = os.getpid()
+            self._busy_ms = int(wait * 1000)
         return self._conn
 
-    def _open(self) -> sqlite3.Connection:
+    def _busy_timeout(self, conn: sqlite3.Connection, seconds: float) -> None:
+        ms = max(0, int(seconds * 1000))
+        if ms != self._busy_ms:
+            conn.execute(f"PRAGMA busy_timeout={ms}")
+            self._busy_ms = ms
+
+    def _open(self, wait: float) -> sqlite3.Connection:
         fix = ("set OMTEL_HOME to a writable folder, or OMTEL_STORE to a writable sqlite:///path")
         if not self.path.exists() and not self._create:
             raise StoreError(f"store {self.url} does not exist; run a task or log a message first, or {fix}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            private_file(private_dir(self.path.parent) / self.path.name)  # 0600; -wal and -shm take its mode
+            conn = sqlite3.connect(self.path, timeout=wait, isolation_level=None, check_same_thread=False)
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"), wait)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
             self._migrate(conn)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
-                raise StoreError(f"store {self.url} stayed locked by another process for 30 s: {exc}") from exc
+                raise StoreError(f"store {self.url} stayed locked by another process for {wait:.1f} s: {exc}") from exc
             raise StoreError(f"cannot open store {self.url}: {exc}; {fix}") from exc
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open store {self.url}: {exc}; {fix}") from exc
@@ -136,13 +147,22 @@ class SqliteStore(Store):
 
     # -- write --------------------------------------------------------------------------------------------------
     def write(self, table: str, rows: Sequence[tuple]) -> None:
+        """One transaction. It waits for another process's write lock up to the busy timeout, or for as long as
+        its caller has left (a flush before a task result, an exiting process: ``deadline``)."""
         if not rows:
             return
         cols = schema.columns(table)
         sql = f"INSERT INTO {table} ({', '.join(map(_q, cols))}) VALUES ({', '.join('?' * len(cols))})"
-        with self._lock:
-            conn = self._connection()
+        wait = deadline.remaining(BUSY_TIMEOUT)
+        ends = time.monotonic() + wait
+        if not self._lock.acquire(timeout=wait):
+            raise StoreError(f"cannot write to store {self.url}: another write of this process took over "
+                             f"{wait:.1f} s")
+        try:
+            conn = self._connection(wait)
             for attempt in range(5):
+                self._busy_timeout(conn, BUSY_TIMEOUT if wait == BUSY_TIMEOUT and not attempt
+                                   else ends - time.monotonic())
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
@@ -153,10 +173,19 @@ class SqliteStore(Store):
                     conn.execute("COMMIT")
                     return
                 except sqlite3.OperationalError as exc:
-                    # busy_timeout already waited 30 s; a few more tries cover pathological checkpoint stalls
-                    if "locked" not in str(exc) or attempt == 4:
+                    # the busy wait is over; a few more tries cover pathological checkpoint stalls
+                    if "locked" not in str(exc):
                         raise StoreError(f"cannot write to store {self.url}: {exc}") from exc
-                    time.sleep(0.05 * (attempt + 1))
+                    if attempt == 4 or time.monotonic() >= ends:
+                        raise StoreError(f"cannot write to store {self.url}: another process held it locked for "
+                                         f"{wait:.1f} s ({exc})") from exc
+                    time.sleep(min(0.05 * (attempt + 1), max(0.0, ends - time.monotonic())))
+                except sqlite3.Error as exc:  # e.g. a corrupt page: 'database disk image is malformed'
+                    raise StoreError(f"cannot write to store {self.url}: {exc}") from exc
+        finally:
+            if self._conn is not None and self._busy_ms != int(BUSY_TIMEOUT * 1000):
+                self._busy_timeout(self._conn, BUSY_TIMEOUT)  # reads of this connection keep the full wait
+            self._lock.release()
 
     # -- read ---------------------------------------------------------------------------------------------------
     def query(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey] | None = None,
