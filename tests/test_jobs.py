@@ -142,3 +142,16 @@ def test_notebook_output_in_logging_mode(worker, om):
     printed = df[df.msg == "notebook says hello"]
     assert len(printed) == 1 and printed.logger.iloc[0] == "root" and printed.level.iloc[0] == "INFO"
     assert len(df[df.msg == "notebook warns"]) == 1
+
+
+def test_notebook_progress_output_keeps_the_latest_state_per_cell(worker, om):
+    """tqdm in a notebook: many carriage-return updates without a newline become one record holding what a terminal
+    shows last, of the cell that wrote them; an unterminated line still ends with its cell (issue 9)."""
+    progress = "import sys\nfor i in range(3000):\n    sys.stdout.write(f'\\rstep {i + 1}/3000')\n"
+    om.jobs.put(_notebook(progress + "print()", "print('tail without newline', end='')"), "progress")
+    result = om.runtime.job("progress").run()
+    wait_for(result, 60)
+    logs = _task_logs(om, result.id)
+    stdout = logs[logs.ScopeName == "stdout"]
+    assert list(stdout.Body) == ["step 3000/3000", "tail without newline"], stdout.Body.tolist()
+    assert [attrs["notebook.cell"] for attrs in stdout.LogAttributes] == ["1", "2"]

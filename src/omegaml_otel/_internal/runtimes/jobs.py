@@ -397,8 +397,8 @@ def _streaming_client_class():
     _, NotebookClient, _ = _notebook_modules()
 
     class StreamingClient(NotebookClient):
-        """Hands each complete line the kernel streams to the process's stream bridge while the cell runs, so that
-        it becomes a log record of the task (or goes to the logging mode's logger) with its cell number."""
+        """Hands what the kernel streams to the process's stream bridge while the cell runs, so that each line
+        becomes a log record of the task (or goes to the logging mode's logger) with its cell number."""
 
         cell_offset = 0
 
@@ -406,35 +406,30 @@ def _streaming_client_class():
             super().__init__(*args, **kwargs)
             # the task's context (task id, logging mode): nbclient may handle messages on a thread of its own
             self._context = contextvars.copy_context()
-            self._partial: dict[str, str] = {}  # stream name -> its unterminated last line
 
         def output(self, outs, msg, display_id, cell_index):
             if msg["msg_type"] == "stream":
                 content = msg["content"]
-                self._write(cell_index, content.get("name", "stdout"), content.get("text", ""))
+                self._context.run(_emit_text, content.get("name", "stdout"), content.get("text", ""),
+                                  cell_index - self.cell_offset)
             return super().output(outs, msg, display_id, cell_index)
 
-        def _write(self, cell_index: int, stream: str, text: str) -> None:
-            *lines, rest = (self._partial.pop(stream, "") + text).split("\n")
-            if rest:
-                self._partial[stream] = rest
-            if lines:
-                self._context.run(_emit_lines, stream, lines, cell_index - self.cell_offset)
-
         def flush_lines(self, cell_index: int) -> None:
-            partial, self._partial = self._partial, {}
-            for stream, rest in partial.items():
-                self._context.run(_emit_lines, stream, [rest], cell_index - self.cell_offset)
+            self._context.run(_emit_text, "stdout", "", cell_index - self.cell_offset, True)
 
     return StreamingClient
 
 
-def _emit_lines(stream: str, lines: list[str], cell: int) -> None:
-    """Write lines to this process's sys.stdout/sys.stderr — the StreamBridge installed for the task — with the
-    cell number added to the record attributes; the bridge makes the records (or follows the logging mode)."""
-    target = sys.stderr if stream == "stderr" else sys.stdout
+def _emit_text(stream: str, text: str, cell: int, end_of_cell: bool = False) -> None:
+    """Write what the kernel streamed to this process's sys.stdout/sys.stderr — the StreamBridge installed for the
+    task, which keeps unterminated lines and progress updates (``\\r``) in linear time — with the cell number added
+    to the record attributes; the bridge makes the records (or follows the logging mode). At a cell's end its
+    unterminated lines become records of that cell."""
     token = record_attributes.set({**record_attributes.get(), NOTEBOOK_CELL: cell})
     try:
-        target.write("".join(line + "\n" for line in lines))
+        if text:
+            (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+        if end_of_cell:
+            streams.flush_partial()
     finally:
         record_attributes.reset(token)
