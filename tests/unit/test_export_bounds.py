@@ -8,6 +8,7 @@ end-to-end tests (tests/test_bad_day_export.py) cause for real with a collector 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from omegaml_otel._internal import deadline
 from omegaml_otel._internal.export.buffer import ExportBuffer
 from omegaml_otel._internal.export.emitter import LogEmitter
+from omegaml_otel._internal.export.otlp import BoundedSession
 from omegaml_otel._internal.export.store import StoreMetricExporter, StoreWriter
 from omegaml_otel._internal.stores import StoreError, open_store, schema
 from omegaml_otel.errors import ExportFailed
@@ -218,3 +220,17 @@ def test_a_metric_export_waits_for_a_locked_store_at_most_the_flush_timeout(tmp_
         other.close()
     assert exporter.export(data).name == "SUCCESS"
     provider.shutdown()
+
+
+def test_a_collector_url_with_credentials_is_masked_in_the_error():
+    with socket.socket() as s:  # a port that refuses: bound, never listened on, closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    session = BoundedSession()
+    try:
+        session.post(f"http://otlp:s3cr3t@127.0.0.1:{port}/v1/logs", data=b"", timeout=2)
+    except ExportFailed as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a refused connection must raise ExportFailed")
+    assert "s3cr3t" not in message and f"http://otlp:***@127.0.0.1:{port}/v1/logs" in message, message

@@ -167,6 +167,7 @@ class LogDataset:
         self._store = store
         self._initialized = False
         self._reported = False
+        self._retry_at = 0.0
         #: time of this process's latest reset(); waiting readers also wait for it to reach a collector-fed store
         self._reset_ns: int | None = None
 
@@ -176,13 +177,15 @@ class LogDataset:
 
     def ensure(self) -> None:
         """Write the ``SYSTEM 999 system 'log init'`` record when the dataset has none yet (embedded store)."""
-        if self._initialized or not settings().uses_store("logs"):
+        if self._initialized or not settings().uses_store("logs") or time.monotonic() < self._retry_at:
             return
         try:
             found = self._query(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER), Cond(_LA, "eq", self.name, key=DATASET)],
                                 columns=["Timestamp"], limit=1)
         except StoreError as exc:
-            # logging must not break a task or a notebook; reading the dataset will raise this error instead
+            # logging must not break a task or a notebook; reading the dataset will raise this error instead. A
+            # failing store is tried again after the export buffer's back-off, not on every log call
+            self._retry_at = time.monotonic() + settings().retry_interval
             if not self._reported:
                 self._reported = True
                 sys.__stderr__.write(f"omegaml-otel: {exc}\n")

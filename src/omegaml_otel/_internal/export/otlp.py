@@ -14,6 +14,7 @@ import importlib
 import requests
 
 from omegaml_otel._internal import deadline
+from omegaml_otel._internal.secure import mask_url
 from omegaml_otel.errors import ExportFailed
 
 _EXPORTERS = {
@@ -36,18 +37,19 @@ class BoundedSession(requests.Session):
         timeout = kwargs.get("timeout")
         left = deadline.remaining(timeout if isinstance(timeout, (int, float)) else _DEFAULT_TIMEOUT)
         if left <= 0:
-            self.last_error = ExportFailed(f"no time was left to send to {url} (OMTEL_EXIT_TIMEOUT, "
+            self.last_error = ExportFailed(f"no time was left to send to {mask_url(url)} (OMTEL_EXIT_TIMEOUT, "
                                            "OMTEL_FLUSH_TIMEOUT)")
             raise self.last_error
         kwargs["timeout"] = left
+        shown = mask_url(url)  # an endpoint may carry credentials: never in a message
         try:
             response = super().request(method, url, *args, **kwargs)
         except requests.Timeout:
-            self.last_error = ExportFailed(f"the collector at {url} did not answer within {left:.1f} s")
+            self.last_error = ExportFailed(f"the collector at {shown} did not answer within {left:.1f} s")
             raise self.last_error from None
         except requests.RequestException as exc:
             reason = getattr(exc.args[0], "reason", exc) if exc.args else exc  # urllib3's cause, without the pool
-            self.last_error = ExportFailed(f"cannot reach the collector at {url}: {reason}")
+            self.last_error = ExportFailed(f"cannot reach the collector at {shown}: {reason}")
             raise self.last_error from None
         self.last_error = None
         return response
