@@ -33,6 +33,7 @@ def _mode(path) -> int:
     ("amqp://guest:pa@ss@rabbit:5672//", "amqp://guest:***@rabbit:5672//"),
     ("store URL 'clickhose://u:s3cret@h/otel' is bad", "store URL 'clickhose://u:***@h/otel' is bad"),
     ("a https://x:1@a/ and b redis://:2@b/0", "a https://x:***@a/ and b redis://:***@b/0"),
+    ("OMTEL_BROKER_redis://:s3cret@b/0", "OMTEL_BROKER_redis://:***@b/0"),  # glued to a word: still masked
     ("sqlite:////home/me/t.sqlite", "sqlite:////home/me/t.sqlite"),
     ("redis://broker:6379/0", "redis://broker:6379/0"),
     ("http://user@host:4318", "http://user@host:4318"),

@@ -15,19 +15,20 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["mask_url", "private_dir", "private_file", "MASK"]
+__all__ = ["mask_url", "private_dir", "private_file", "MASK", "URL_USERINFO"]
 
 MASK = "***"
-#: ``scheme://user:password@``: the password runs to the netloc's last '@' (as ``urllib.parse.urlsplit`` reads it),
-#: never across a '/', whitespace or a quote, so a URL inside a repr or a sentence is masked in place
-_USERINFO = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@'\"]*):(?P<password>[^\s/'\"]+)@", re.I)
+#: ``scheme://user:password@`` (groups ``head`` and ``value``, the password): the password runs to the netloc's last
+#: '@' (as ``urllib.parse.urlsplit`` reads it), never across a '/', whitespace or a quote, so a URL inside a repr or a
+#: sentence is masked in place. The scrubber of records finds URL passwords with this same pattern.
+URL_USERINFO = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^\s:/@'\"]*):(?P<value>[^\s/'\"]+)@", re.I)
 
 
 def mask_url(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***`` (user, host and path kept)."""
     if "://" not in text:
         return text
-    return _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
 
 
 def private_dir(path: str | os.PathLike) -> Path:

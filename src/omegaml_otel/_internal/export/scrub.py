@@ -28,6 +28,7 @@ from typing import Any
 from opentelemetry.sdk.trace import Event as SpanEvent
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from omegaml_otel._internal.secure import URL_USERINFO
 from omegaml_otel.conventions import (
     DATASET,
     EVENT,
@@ -82,7 +83,6 @@ _PAIR = re.compile(r"""
     (?P<key>[\w.\-]+)(?:\\?['"])?\s*[:=]\s*(?![=:])
     (?P<value>(?:(?:bearer|basic|digest|token)\s+)?
       (?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|\\"(?:[^"\\]|\\[^"])*\\"|[^\s,;&'"}\])]+))""", re.I | re.X)
-_URL = re.compile(r"[a-z][a-z0-9+.\-]*://[^\s:/@'\"]*:(?P<value>[^\s/'\"]+)@", re.I)
 _MARKER = "[Scrubbed due to {}]"
 #: key verdicts: the package's own key (value kept as is), a JSON value (scrubbed as data), a key whose text is
 #: searched; any other verdict is the reason (the matched text) for scrubbing the whole value
@@ -178,7 +178,7 @@ class Scrubber:
                 continue
             seen = start
             if stem == "://":
-                m, reason = _URL.match(s, start), "URL password"
+                m, reason = URL_USERINFO.match(s, start), "URL password"
             else:
                 m = _PAIR.match(s, start)
                 reason = self.secret_key(m.group("key")) if m is not None else None
