@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import stat
 import subprocess
@@ -259,7 +258,6 @@ def _compose_redis() -> tuple[list[str], str]:
                                                                               ["OMTEL_BROKER"])
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_redis_broker_of_the_compose_file(tmp_path):
     """redis-server with the compose file's arguments (--requirepass), on 127.0.0.1: a client without the password
     is refused, and a worker and a client with the compose worker's broker URL (host and port changed) run a ping."""
