@@ -125,7 +125,7 @@ class Pipeline:
         buffer = self.buffers.get("logs")
         cfg = settings()
         if buffer is not None:
-            buffer.flush(wait=cfg.flush_timeout)
+            buffer.force_flush()  # the store's buffer: a caller's flush, bounded by its OMTEL_FLUSH_TIMEOUT
         elif not self.owned and cfg.store_only("logs"):
             # a distro built the providers around our StoreLogExporter: its batch processor writes in this thread,
             # where the bound caps SQLite's busy wait
@@ -139,7 +139,7 @@ class Pipeline:
         cfg = settings()
         for buffer in self.buffers.values():
             if buffer.block:
-                buffer.flush(wait=cfg.flush_timeout)
+                buffer.force_flush()  # bounded by its OMTEL_FLUSH_TIMEOUT
         with deadline.within(cfg.flush_timeout):
             for signal, provider in (("logs", self.logger_provider), ("traces", self.tracer_provider),
                                      ("metrics", self.meter_provider)):
