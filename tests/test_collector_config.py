@@ -60,6 +60,12 @@ def _ddl_tables():
     return set(re.findall(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?\{database\}\.(\w+)", SCHEMA.read_text(), re.I))
 
 
+def _exporter_tables():
+    """The tables of schema.sql that collectors write: not the trace index (a materialized view fills it from
+    otel_traces) and not omtel_schema_version (``omtel schema apply`` keeps it)."""
+    return _ddl_tables() - {"otel_traces_trace_id_ts", "omtel_schema_version"}
+
+
 def test_collector_yaml_files_exist():
     names = {p.relative_to(CONFIG).as_posix() for p in _yaml_files()}
     assert {"otelcol/gateway.yaml", "otelcol/agent.yaml"} <= names
@@ -105,10 +111,9 @@ def test_gateway_clickhouse_exporter_matches_schema():
     assert queue["storage"] in cfg["extensions"] and _ctype(queue["storage"]) == "file_storage"
     assert queue["storage"] in cfg["service"]["extensions"]
     named = {ch["logs_table_name"], ch["traces_table_name"]} | {t["name"] for t in ch["metrics_tables"].values()}
-    ddl = _ddl_tables()
-    # otel_traces_trace_id_ts is filled by a materialized view from otel_traces; the exporter never names it
-    assert ddl - {"otel_traces_trace_id_ts"} == named, (sorted(ddl), sorted(named))
-    assert set(ch["metrics_tables"]) == {"gauge", "sum", "histogram"}
+    # every metric type has its table: a point without one would fail the whole metrics export
+    assert _exporter_tables() == named, (sorted(_exporter_tables()), sorted(named))
+    assert set(ch["metrics_tables"]) == {"gauge", "sum", "histogram", "exponential_histogram", "summary"}
     receivers = cfg["receivers"]["otlp"]["protocols"]
     assert receivers["grpc"]["endpoint"] == "0.0.0.0:4317" and receivers["http"]["endpoint"] == "0.0.0.0:4318"
     assert set(cfg["processors"]["resourcedetection"]["detectors"]) == {"env", "system"}
@@ -166,10 +171,12 @@ def test_rotel_env_names_only_documented_variables(rotel_help):
     assert not unknown, f"not in `rotel-agent start --help`: {unknown}"
     assert env["ROTEL_EXPORTER"] == "clickhouse"
     assert env["ROTEL_CLICKHOUSE_EXPORTER_DATABASE"] == "otel"
-    # rotel writes <prefix>_logs, <prefix>_traces, <prefix>_metrics_{gauge,sum,histogram}: the tables of schema.sql
+    # rotel writes <prefix>_logs, <prefix>_traces, <prefix>_metrics_{gauge,sum,histogram,exponential_histogram,
+    # summary}: the tables of schema.sql
     prefix = env["ROTEL_CLICKHOUSE_TABLE_PREFIX"]
-    rotel_tables = {f"{prefix}_{t}" for t in ("logs", "traces", "metrics_gauge", "metrics_sum", "metrics_histogram")}
-    assert rotel_tables == _ddl_tables() - {"otel_traces_trace_id_ts"}
+    rotel_tables = {f"{prefix}_{t}" for t in ("logs", "traces", "metrics_gauge", "metrics_sum", "metrics_histogram",
+                                              "metrics_exponential_histogram", "metrics_summary")}
+    assert rotel_tables == _exporter_tables()
     assert env["ROTEL_CLICKHOUSE_EXPORTER_COMPRESSION"] == "lz4"
     assert env["ROTEL_CLICKHOUSE_EXPORTER_ASYNC_INSERT"] == "true"
     assert env["ROTEL_OTLP_GRPC_ENDPOINT"].endswith(":4317") and env["ROTEL_OTLP_HTTP_ENDPOINT"].endswith(":4318")
@@ -375,9 +382,10 @@ def test_cluster_ddl_substitutes_database_and_ttl():
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS telemetry ON CLUSTER `prod_cluster`"
     assert all(re.match(r"CREATE \w+(?: VIEW)? IF NOT EXISTS telemetry\.", s) for s in stmts[1:]), stmts
     assert not any("otel." in s for s in stmts)
-    assert sum("toIntervalDay(7)" in s for s in stmts) == 6  # on the six local tables, not on the Distributed ones
-    assert sum("'/clickhouse/tables/{shard}/telemetry/" in s for s in stmts) == 6
-    assert sum("Distributed('prod_cluster', 'telemetry', " in s for s in stmts) == 6
+    # on the eight local tables of telemetry, not on the Distributed ones nor on omtel_schema_version
+    assert sum("toIntervalDay(7)" in s for s in stmts) == 8
+    assert sum("'/clickhouse/tables/{shard}/telemetry/" in s for s in stmts) == 9
+    assert sum("Distributed('prod_cluster', 'telemetry', " in s for s in stmts) == 9
     assert not any("TTL " in s for s in render_ddl("telemetry", cluster="prod_cluster"))
 
 

@@ -1,13 +1,25 @@
--- omegaml-otel: ClickHouse DDL for the OpenTelemetry tables (single node).
+-- omegaml-otel: ClickHouse DDL for the OpenTelemetry tables (single node), schema version 2.
 --
--- Owned by this project so that collectors run with `create_schema: false` and never race on DDL.
--- Compatible with
---   * the otelcol-contrib clickhouseexporter (it probes DESC TABLE and writes the columns that exist), and
---   * rotel (it inserts the 15 classic log columns without TimestampTime, and metric times as 64-bit ns,
---     so StartTimeUnix/TimeUnix are DateTime64(9) here, not the v0.160-era DateTime).
--- Logs keep the classic layout with TimestampTime (older readers and Grafana's log views use it).
+-- Owned by this project so that collectors run with `create_schema: false` and never race on DDL. The tables, column
+-- names and types are those of the collector ClickHouse exporter's templates, so both collectors below write them:
+--   * otelcol-contrib's clickhouseexporter. v0.135 (the version collector-config pins) inserts a fixed, named column
+--     list per table (logs: the 15 columns without TimestampTime and EventName) and never looks at the table, so
+--     extra columns must have defaults. Later releases probe `DESC TABLE` once at start (PR #43109) and then also
+--     write optional columns that exist, EventName among them (PR #43164); v0.151 creates logs without
+--     TimestampTime (PR #47720) and v0.160 metric tables with `DateTime` times (PR #49438). Every release writes
+--     all five metric types, each to its own table: a point whose table is missing fails the whole metrics export.
+--   * rotel: inserts RowBinary into named columns (15 log columns, no EventName in the PyPI agent) and sends metric
+--     times as 64-bit ns, so StartTimeUnix/TimeUnix are DateTime64(9) here, not the v0.160-era DateTime.
+-- Logs keep the classic layout with TimestampTime (older readers and Grafana's log views use it). The readers of this
+-- package probe each table, so they also read the newer layouts the exporter creates itself.
 --
--- Placeholders, filled in by omegaml_otel._internal.stores.clickhouse.render_ddl() (`omtel schema apply`):
+-- Upgrades: `omtel schema apply` compares this file with the live database and adds what is missing (tables,
+-- columns, skip indexes); it never drops or changes anything. `omtel schema status` prints that plan. The version
+-- (omegaml_otel._internal.stores.clickhouse_ddl.SCHEMA_VERSION) is recorded in omtel_schema_version; raise it with
+-- every change to this file. Version 1 was this file without the summary, exponential-histogram and
+-- omtel_schema_version tables and without the idx_time_minmax indexes.
+--
+-- Placeholders, filled in by omegaml_otel._internal.stores.clickhouse_ddl.render_ddl() (`omtel schema apply`):
 --   {database}  the database name (default otel)
 --   {ttl_days}  retention in days; lines holding it are dropped when no TTL is wanted
 -- Statements end with a semicolon at the end of a line; comment lines are removed before running.
@@ -134,7 +146,8 @@ CREATE TABLE IF NOT EXISTS {database}.otel_metrics_gauge (
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
 ) ENGINE = MergeTree
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
@@ -170,7 +183,8 @@ CREATE TABLE IF NOT EXISTS {database}.otel_metrics_sum (
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
 ) ENGINE = MergeTree
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
@@ -210,9 +224,99 @@ CREATE TABLE IF NOT EXISTS {database}.otel_metrics_histogram (
     INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
 ) ENGINE = MergeTree
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 TTL toDateTime(TimeUnix) + toIntervalDay({ttl_days})
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS {database}.otel_metrics_exponential_histogram (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    Count UInt64 CODEC(Delta(8), ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay({ttl_days})
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+-- summaries have no exemplars (the exporter writes none)
+CREATE TABLE IF NOT EXISTS {database}.otel_metrics_summary (
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    Count UInt64 CODEC(Delta(8), ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time_minmax TimeUnix TYPE minmax GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+TTL toDateTime(TimeUnix) + toIntervalDay({ttl_days})
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+-- omegaml-otel's own record of the schema versions applied here (`omtel schema apply` adds a row when it changes the
+-- database or the version; `omtel schema status` reads the last one). No collector writes or reads it.
+CREATE TABLE IF NOT EXISTS {database}.omtel_schema_version (
+    Version UInt32,
+    AppliedAt DateTime64(3),
+    DdlSha256 String,
+    Statements Array(String)
+) ENGINE = MergeTree
+ORDER BY AppliedAt;

@@ -10,6 +10,8 @@ It speaks just enough of the ClickHouse HTTP protocol (platform-notes §6) for t
   parameters as ``param_<name>`` URL args
   (passed to chdb as real parameters, never substituted), answered in the format asked for (``FORMAT`` clause or
   ``default_format``, else TabSeparated) with the ``X-ClickHouse-Format``/``X-ClickHouse-Timezone`` headers.
+  Its inserts (``ClickHouseStore.write``) send the ``INSERT … FORMAT Native`` statement, a newline, then the data,
+  all in the body.
 
 The project's DDL (``render_ddl()``) is applied on start. chdb allows one folder per process and is not used from
 several threads at once here: every query holds one lock. SIGTERM stops the server and closes chdb (exit code 0).
@@ -125,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
         qs = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         try:
             sql = qs.get("query", [""])[0]
+            if not sql and body[:7].upper() == b"INSERT ":  # clickhouse-connect: the statement, a newline, the data
+                head, _, body = body.partition(b"\n")
+                sql = head.decode()
             m = _INSERT.match(sql)
             if m:
                 return self._insert(qs, m, body)

@@ -139,7 +139,8 @@ def _metrics_data():
 
 def test_metric_rows_land_in_their_tables():
     out = metric_rows(_metrics_data())
-    assert set(out) == {schema.GAUGE, schema.SUM, schema.HISTOGRAM}
+    assert set(out) == {schema.GAUGE, schema.SUM, schema.HISTOGRAM, schema.EXP_HISTOGRAM}
+    assert out[schema.EXP_HISTOGRAM] == []  # none without a View that asks for one
     [g] = [_row(schema.GAUGE, r) for r in out[schema.GAUGE]]
     sums = {r["MetricName"]: r for r in (_row(schema.SUM, r) for r in out[schema.SUM])}
     [h] = [_row(schema.HISTOGRAM, r) for r in out[schema.HISTOGRAM]]

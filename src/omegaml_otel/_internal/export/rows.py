@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
+from opentelemetry.sdk.metrics.export import ExponentialHistogram, Gauge, Histogram, MetricsData, Sum
 from opentelemetry.trace import SpanKind, StatusCode
 
 from omegaml_otel._internal.stores import schema
@@ -54,16 +54,18 @@ def attributes_json(attrs: Mapping[str, Any] | None) -> str:
 
 
 class _ResourceCache:
-    """Resources are shared by every record of a process; encode each once."""
+    """Resources are shared by every record of a process; encode each once (again when its attributes are new: the
+    pipeline's resource takes a forked child's own process attributes, pipeline.ProcessResource)."""
 
     def __init__(self):
-        self._cache: dict[int, tuple[Any, str, str]] = {}
+        self._cache: dict[int, tuple[Any, str, str, Any]] = {}
 
     def get(self, resource) -> tuple[str, str]:
         hit = self._cache.get(id(resource))
-        if hit is None or hit[0] is not resource:
-            attrs = dict(resource.attributes) if resource is not None else {}
-            hit = (resource, attributes_json(attrs), text(attrs.get(SERVICE_NAME, "")))
+        current = resource.attributes if resource is not None else None
+        if hit is None or hit[0] is not resource or hit[3] is not current:
+            attrs = dict(current) if current is not None else {}
+            hit = (resource, attributes_json(attrs), text(attrs.get(SERVICE_NAME, "")), current)
             if len(self._cache) > 64:
                 self._cache.clear()
             self._cache[id(resource)] = hit
@@ -137,7 +139,9 @@ def span_rows(spans: Iterable) -> list[tuple]:
 
 
 def metric_rows(data: MetricsData) -> dict[str, list[tuple]]:
-    out: dict[str, list[tuple]] = {schema.GAUGE: [], schema.SUM: [], schema.HISTOGRAM: []}
+    """Each point in the table of its type, as the collector exporter files them. These are all the point types
+    the Python SDK makes; the fifth table, otel_metrics_summary, is for summaries that only collectors receive."""
+    out: dict[str, list[tuple]] = {schema.GAUGE: [], schema.SUM: [], schema.HISTOGRAM: [], schema.EXP_HISTOGRAM: []}
     for rm in data.resource_metrics:
         res_json, service = _resources.get(rm.resource)
         for sm in rm.scope_metrics:
@@ -158,5 +162,11 @@ def metric_rows(data: MetricsData) -> dict[str, list[tuple]]:
                         out[schema.HISTOGRAM].append(base + (
                             int(p.count), float(p.sum), json.dumps(list(p.bucket_counts)),
                             json.dumps(list(p.explicit_bounds)), float(p.min), float(p.max), 0,
+                            int(d.aggregation_temporality)))
+                    elif isinstance(d, ExponentialHistogram):
+                        out[schema.EXP_HISTOGRAM].append(base + (
+                            int(p.count), float(p.sum), int(p.scale), int(p.zero_count), int(p.positive.offset),
+                            json.dumps(list(p.positive.bucket_counts)), int(p.negative.offset),
+                            json.dumps(list(p.negative.bucket_counts)), float(p.min), float(p.max), int(p.flags),
                             int(d.aggregation_temporality)))
     return out

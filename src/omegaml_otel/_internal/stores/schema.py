@@ -11,6 +11,8 @@ TRACES = "otel_traces"
 GAUGE = "otel_metrics_gauge"
 SUM = "otel_metrics_sum"
 HISTOGRAM = "otel_metrics_histogram"
+EXP_HISTOGRAM = "otel_metrics_exponential_histogram"
+SUMMARY = "otel_metrics_summary"
 
 _METRIC_COMMON = [
     ("ResourceAttributes", "map"), ("ResourceSchemaUrl", "str"), ("ScopeName", "str"), ("ScopeVersion", "str"),
@@ -42,10 +44,25 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     HISTOGRAM: _METRIC_COMMON + [("Count", "int"), ("Sum", "float"), ("BucketCounts", "list"),
                                  ("ExplicitBounds", "list"), ("Min", "float"), ("Max", "float"), ("Flags", "int"),
                                  ("AggregationTemporality", "int")],
+    EXP_HISTOGRAM: _METRIC_COMMON + [("Count", "int"), ("Sum", "float"), ("Scale", "int"), ("ZeroCount", "int"),
+                                     ("PositiveOffset", "int"), ("PositiveBucketCounts", "list"),
+                                     ("NegativeOffset", "int"), ("NegativeBucketCounts", "list"), ("Min", "float"),
+                                     ("Max", "float"), ("Flags", "int"), ("AggregationTemporality", "int")],
+    # written by collectors only: the Python SDK has no summary aggregation (Prometheus and others send them)
+    SUMMARY: _METRIC_COMMON + [("Count", "int"), ("Sum", "float"), ("ValueAtQuantiles.Quantile", "list"),
+                               ("ValueAtQuantiles.Value", "list"), ("Flags", "int")],
 }
 
 #: the column that orders and time-filters each table
-TIME_COLUMN = {LOGS: "Timestamp", TRACES: "Timestamp", GAUGE: "TimeUnix", SUM: "TimeUnix", HISTOGRAM: "TimeUnix"}
+TIME_COLUMN = {LOGS: "Timestamp", TRACES: "Timestamp", GAUGE: "TimeUnix", SUM: "TimeUnix", HISTOGRAM: "TimeUnix",
+               EXP_HISTOGRAM: "TimeUnix", SUMMARY: "TimeUnix"}
+
+#: the whole-second copy of the time column that a ClickHouse layout partitions and orders by, where it has one:
+#: ``TimestampTime DateTime DEFAULT toDateTime(Timestamp)`` in otel_logs as this project's DDL and the exporter up
+#: to v0.150 create it. ClickHouse cannot derive a bound on it from a bound on the time column, so the readers bound
+#: both (``QueryPlan.key_bounds``); tables without it (the v0.151+ logs layout, traces, metrics) are keyed on an
+#: expression of the time column, which a time bound prunes by itself. Not part of ``TABLES``: no one writes it
+KEY_TIME_COLUMN = {LOGS: "TimestampTime"}
 
 
 def columns(table: str) -> list[str]:
