@@ -178,7 +178,7 @@ def query_dashboards(rows: Callable[[str], list], *, from_s: int = FROM_S, to_s:
                 except Exception as exc:
                     results[label] = f"error: {str(exc)[:500]}"
                     options = []
-                if mode == "one":
+                if mode == "one" and v.get("hide") != 2:  # a hidden variable takes what its query returns
                     if one.get(v["name"]) not in options:
                         results[label] = f"error: {one.get(v['name'])!r} is not among the options {options}"
                     values[v["name"]] = [one.get(v["name"], "")]

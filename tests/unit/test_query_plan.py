@@ -86,12 +86,13 @@ def test_sqlite_sql_and_positional_params():
     d = _SqliteDialect()
     sql = d.render(_plan(), schema.LOGS)
     assert sql == (
-        'SELECT "Timestamp", json_extract("LogAttributes", ?), "Body" FROM otel_logs '
+        'SELECT "Timestamp", json_extract("LogAttributes", \'$."a"\'), "Body" FROM otel_logs '
         'WHERE "Timestamp" >= ? AND substr("Body", 1, ?) = ? AND 0 AND "SeverityNumber" >= ? '
-        'AND json_extract("LogAttributes", ?) IN (?, ?) AND instr("Body", ?) > 0 '
+        'AND json_extract("LogAttributes", \'$."n"\') IN (?, ?) AND instr("Body", ?) > 0 '
         'ORDER BY "Timestamp" ASC, rowid ASC LIMIT ?')
-    # the empty 'in' binds nothing: one parameter per '?', in the order of the text
-    assert d.params == ['$."a"', SINCE_NS, 2, "ab", 9, '$."n"', "1", "2", "b", 5]
+    # the empty 'in' binds nothing: one parameter per '?', in the order of the text; JSON paths are written into the
+    # text (an expression index matches only literal paths)
+    assert d.params == [SINCE_NS, 2, "ab", 9, "1", "2", "b", 5]
     assert sql.count("?") == len(d.params)
 
 
@@ -151,8 +152,9 @@ def test_clickhouse_sql_and_typed_params():
     d = _ClickHouseDialect(_layout(), _Store(), "otel.otel_logs")
     sql = d.render(_plan(empty_in=False), "otel.otel_logs")
     assert sql == (
-        "SELECT `Timestamp` AS c0, if(mapContains(`LogAttributes`, {p0:String}), `LogAttributes`[{p0:String}], NULL)"
-        " AS c1, `Body` AS c2 FROM otel.otel_logs WHERE (`Timestamp` >= fromUnixTimestamp64Nano({p1:Int64})) "
+        "SELECT `Timestamp` AS c0, toLowCardinality(if(mapContains(`LogAttributes`, {p0:String}), "
+        "`LogAttributes`[{p0:String}], NULL)) AS c1, `Body` AS c2 FROM otel.otel_logs "
+        "WHERE (`Timestamp` >= fromUnixTimestamp64Nano({p1:Int64})) "
         "AND (startsWith(`Body`, {p2:String})) AND (`SeverityNumber` >= {p3:Int64}) "
         "AND (mapContains(`LogAttributes`, {p4:String}) AND `LogAttributes`[{p4:String}] IN {p5:Array(String)}) "
         "AND (position(`Body`, {p6:String}) > 0) ORDER BY `Timestamp` ASC LIMIT {p7:UInt64}")

@@ -38,6 +38,22 @@ class Filter:
     key: str | None = None
 
 
+#: the range of a ClickHouse ``DateTime`` (UInt32 seconds since 1970): a key bound outside it would prune nothing, and
+#: ``toDateTime`` of a time before 1970 does not give a second the bound could keep
+_KEY_SECONDS = range(1, 2**32 - 1)
+
+
+@dataclass(frozen=True)
+class KeyBound:
+    """A bound in whole seconds on a table's key time column (``schema.KEY_TIME_COLUMN``), implied by the plan's
+    bounds on its time column. The key column holds ``toDateTime(time)``: the lower bound is floored and the upper
+    one ceiled, so the bound never leaves out a row that the time filters keep (also where a writer rounds)."""
+
+    column: str
+    op: str  # "gte" or "lte"
+    seconds: int
+
+
 @dataclass(frozen=True)
 class QueryPlan:
     table: str
@@ -50,6 +66,29 @@ class QueryPlan:
     @property
     def labels(self) -> list[str]:
         return [c.label for c in self.columns]
+
+    @property
+    def key_bounds(self) -> tuple[KeyBound, ...]:
+        """The bounds on the table's key time column that the time filters imply (none where the table has no
+        such column): where a layout orders and partitions by that column, only they let ClickHouse skip parts."""
+        key = schema.KEY_TIME_COLUMN.get(self.table)
+        lower = upper = None
+        for f in self.filters if key else ():
+            if f.column != self.time_column or f.key is not None or f.op not in ("eq", "in", "gt", "gte", "lt", "lte"):
+                continue
+            values = f.value if f.op == "in" else [f.value]
+            if not values:  # an empty 'in' matches nothing already
+                continue
+            if f.op in ("eq", "in", "gt", "gte"):
+                lower = max(lower, min(values)) if lower is not None else min(values)
+            if f.op in ("eq", "in", "lt", "lte"):
+                upper = min(upper, max(values)) if upper is not None else max(values)
+        bounds = []
+        if lower is not None and lower // 10**9 in _KEY_SECONDS:
+            bounds.append(KeyBound(key, "gte", lower // 10**9))
+        if upper is not None and -(-upper // 10**9) in _KEY_SECONDS:
+            bounds.append(KeyBound(key, "lte", -(-upper // 10**9)))
+        return tuple(bounds)
 
     @classmethod
     def build(cls, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey] | None = None,
@@ -84,7 +123,8 @@ def _check(table: str, cond: Cond) -> Filter:
 
 class SqlDialect(abc.ABC):
     """One engine's SQL for a plan. Parameters are bound in the order the text is written (SQLite's ``?`` are
-    positional), so ``render`` asks for the columns first, then the conditions, then the limit."""
+    positional), so ``render`` asks for the columns first, then the conditions (the key bounds last), then the
+    limit."""
 
     @abc.abstractmethod
     def quote(self, name: str) -> str: ...
@@ -99,12 +139,18 @@ class SqlDialect(abc.ABC):
     @abc.abstractmethod
     def condition(self, f: Filter) -> str: ...
 
+    def key_condition(self, bound: KeyBound) -> str | None:
+        """The condition for one key bound, or None where the table lacks the key column (every SQLite table: its
+        index on the time column serves the time filters themselves)."""
+        return None
+
     def order(self, plan: QueryPlan) -> str:
         return f"{self.quote(plan.time_column)} {'DESC' if plan.descending else 'ASC'}"
 
     def render(self, plan: QueryPlan, source: str) -> str:
         exprs = [self.column(c, i) for i, c in enumerate(plan.columns)]
         where = [self.condition(f) for f in plan.filters]
+        where += [c for c in map(self.key_condition, plan.key_bounds) if c is not None]
         sql = f"SELECT {', '.join(exprs)} FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
