@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,13 +18,15 @@ import pytest
 from omegaml_otel._internal.stores import Cond, MapKey, StoreError, open_store, schema
 from omegaml_otel._internal.stores.clickhouse import ClickHouseStore, mask_url
 from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
+from omegaml_otel._internal.stores.clickhouse_frames import ARROW_SETTINGS, arrow_to_frame, to_frame, uses_arrow
+from omegaml_otel._internal.stores.plan import QueryPlan
 from omegaml_otel._internal.stores.sqlite import SqliteStore
 from schema_rows import row
 
 T0 = datetime(2026, 1, 2, 3, 4, 5)
 T0_NS = int(pd.Timestamp(T0).value)
 #: columns the exporters write besides the logical schema (both collectors insert exemplars)
-_EXTRA = {schema.LOGS: {"TimestampTime"}, schema.TRACES: set()}
+_EXTRA = {schema.LOGS: {"TimestampTime"}, schema.TRACES: set(), schema.SUMMARY: set()}
 _EXEMPLARS = {"Exemplars.FilteredAttributes", "Exemplars.TimeUnix", "Exemplars.Value", "Exemplars.SpanId",
               "Exemplars.TraceId"}
 
@@ -87,7 +90,7 @@ def test_render_ddl_placeholders():
     assert not any("TTL " in s for s in plain)
     ttl = render_ddl("telemetry", ttl_days=30)
     assert all("telemetry." in s for s in ttl[1:])
-    assert sum("toIntervalDay(30)" in s for s in ttl) == 6
+    assert sum("toIntervalDay(30)" in s for s in ttl) == 8  # every table but omtel_schema_version
     with pytest.raises(ValueError):
         render_ddl("otel; DROP TABLE x")
     with pytest.raises(ValueError):
@@ -101,7 +104,7 @@ def test_ddl_has_exactly_the_schema_columns(ch_session):
         extra = _EXTRA.get(table, _EXEMPLARS)
         assert set(layout[table]) == set(schema.columns(table)) | extra, table
     assert layout[schema.LOGS]["Timestamp"] == "DateTime64(9)"
-    for table in (schema.GAUGE, schema.SUM, schema.HISTOGRAM):  # rotel writes 64-bit ns
+    for table in (schema.GAUGE, schema.SUM, schema.HISTOGRAM, schema.EXP_HISTOGRAM, schema.SUMMARY):  # rotel: ns
         assert layout[table]["TimeUnix"] == layout[table]["StartTimeUnix"] == "DateTime64(9)"
     assert layout[schema.TRACES]["Events.Timestamp"] == "Array(DateTime64(9))"
     assert layout[schema.LOGS]["LogAttributes"] == "Map(LowCardinality(String), String)"
@@ -178,6 +181,43 @@ def test_histogram_round_trip(ch, lite):
     assert df["BucketCounts"][0] == [1, 2, 0]
 
 
+def test_exponential_histogram_and_summary_round_trip(ch, lite):
+    exp = [row(schema.EXP_HISTOGRAM, MetricName="latency", StartTimeUnix=T0_NS, TimeUnix=T0_NS + 7, Count=5, Sum=9.5,
+               Scale=3, ZeroCount=1, PositiveOffset=-2, PositiveBucketCounts=[1, 0, 3], NegativeOffset=0,
+               NegativeBucketCounts=[], Min=0.0, Max=4.5, Flags=0, AggregationTemporality=2)]
+    summary = [row(schema.SUMMARY, MetricName="rpc.duration", StartTimeUnix=T0_NS, TimeUnix=T0_NS + 9, Count=4,
+                   Sum=2.5, ValueAtQuantiles_Quantile=[0.5, 0.99], ValueAtQuantiles_Value=[0.4, 1.2])]
+    both(ch, lite, schema.EXP_HISTOGRAM, exp)
+    both(ch, lite, schema.SUMMARY, summary)
+    e = assert_same(ch, lite, schema.EXP_HISTOGRAM)
+    s = assert_same(ch, lite, schema.SUMMARY)
+    assert (e["Scale"][0], e["PositiveOffset"][0], e["PositiveBucketCounts"][0]) == (3, -2, [1, 0, 3])
+    assert s["ValueAtQuantiles.Quantile"][0] == [0.5, 0.99] and s["ValueAtQuantiles.Value"][0] == [0.4, 1.2]
+
+
+def test_ddl_takes_the_exporters_own_inserts(ch):
+    """The column lists otelcol-contrib's clickhouseexporter names in its exponential-histogram and summary INSERTs
+    (internal/sqltemplates/metrics_{exp_histogram,summary}_insert.sql, the same from v0.135 on), written by the
+    engine: before version 2 of the DDL these tables did not exist and one such point failed a whole export."""
+    common = ("ResourceAttributes, ResourceSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, "
+              "ScopeDroppedAttrCount, ScopeSchemaUrl, ServiceName, MetricName, MetricDescription, MetricUnit, "
+              "Attributes, StartTimeUnix, TimeUnix, Count, Sum")
+    head = ("map('service.name', 'gw'), '', 'scope', '1', map(), 0, '', 'gw', 'm', 'd', 'u', map('k', 'v'), "
+            "'2026-01-02 03:04:05.000000001', '2026-01-02 03:04:06.000000002', 3, 1.5")
+    client = ch._conn()
+    client.command(f"INSERT INTO otel.{schema.EXP_HISTOGRAM} ({common}, Scale, ZeroCount, PositiveOffset, "
+                   "PositiveBucketCounts, NegativeOffset, NegativeBucketCounts, Exemplars.FilteredAttributes, "
+                   "Exemplars.TimeUnix, Exemplars.Value, Exemplars.SpanId, Exemplars.TraceId, Flags, Min, Max, "
+                   f"AggregationTemporality) VALUES ({head}, 2, 0, 1, [1, 2], 0, [], [map('a', 'b')], "
+                   "['2026-01-02 03:04:06'], [0.5], ['01'], ['02'], 0, 0.5, 1.0, 2)")
+    client.command(f"INSERT INTO otel.{schema.SUMMARY} ({common}, ValueAtQuantiles.Quantile, "
+                   f"ValueAtQuantiles.Value, Flags) VALUES ({head}, [0.5, 0.9], [0.4, 0.8], 0)")
+    e = ch.query(schema.EXP_HISTOGRAM)
+    s = ch.query(schema.SUMMARY)
+    assert list(e["PositiveBucketCounts"]) == [[1, 2]] and list(e["TimeUnix"]) == [pd.Timestamp(T0_NS + 1_000_000_002)]
+    assert list(s["ValueAtQuantiles.Value"]) == [[0.4, 0.8]] and list(s["ServiceName"]) == ["gw"]
+
+
 def test_empty_results_have_the_same_shape(ch, lite):
     a = ch.query(schema.LOGS, columns=["Timestamp", "Body", MapKey("LogAttributes", "k")])
     b = lite.query(schema.LOGS, columns=["Timestamp", "Body", MapKey("LogAttributes", "k")])
@@ -219,6 +259,25 @@ def test_conditions_combine_and_map_key_columns(ch, lite):
                      columns=[MapKey("LogAttributes", "n"), "SeverityText"])
     assert list(df.columns) == ["LogAttributes['n']", "SeverityText"]
     assert list(df["LogAttributes['n']"]) == ["1", "3"]
+
+
+def test_exists_matches_sqlite(ch, lite):
+    both(ch, lite, schema.LOGS, log_rows())
+    for conds, expected in (([Cond("ScopeName", "eq", "system"), Cond("LogAttributes", "eq", "ds", key="dataset")],
+                              True), ([Cond("LogAttributes", "eq", "x", key="extra")], True),
+                            ([Cond("ScopeName", "eq", "nowhere")], False), ([], True)):
+        assert ch.exists(schema.LOGS, conds=conds) is lite.exists(schema.LOGS, conds=conds) is expected, conds
+    assert not ch.exists(schema.TRACES) and not lite.exists(schema.TRACES)
+
+
+def test_rows_match_sqlite(ch, lite):
+    """Store.rows: a writer's small lookup as plain tuples (no DataFrame), newest first with ``descending``."""
+    both(ch, lite, schema.LOGS, log_rows())
+    kw = dict(conds=[Cond("LogAttributes", "eq", "x", key="extra")], columns=[MapKey("LogAttributes", "n"), "Body"])
+    assert ch.rows(schema.LOGS, **kw) == lite.rows(schema.LOGS, **kw) == [("1", "bad thing"), ("3", "héllo ünïcode")]
+    newest = dict(columns=[MapKey("LogAttributes", "n"), MapKey("LogAttributes", "absent")], limit=1, descending=True)
+    assert ch.rows(schema.LOGS, **newest) == lite.rows(schema.LOGS, **newest) == [("4", None)]
+    assert ch.rows(schema.TRACES, columns=["SpanId"]) == lite.rows(schema.TRACES, columns=["SpanId"]) == []
 
 
 @pytest.mark.parametrize("value", ["x' OR '1'='1", "'; DROP TABLE otel.otel_logs; --", "\\' OR 1=1 --", "{p0:String}"])
@@ -285,6 +344,20 @@ def test_layout_probe_reads_datetime_seconds_and_no_timestamptime(ch_session):
     assert len(logs) == 5 and set(logs["EventName"]) == {""}
 
 
+def test_embedded_engine_upgrades_an_older_database_itself(ch_session):
+    """chdb is embedded like SQLite, and like SQLite it brings its own tables up to date when opened to write: a
+    database of schema version 1 gets the exponential-histogram and summary tables (a server waits for
+    ``omtel schema apply``)."""
+    client = ch_session._conn()
+    client.command("CREATE DATABASE IF NOT EXISTS v1auto")
+    for stmt in render_ddl("v1auto", path=Path(__file__).parent / "support" / "ddl_schema_v1.sql")[1:]:
+        client.command(stmt)
+    store = ClickHouseStore(f"chdb://{ch_session.path}?database=v1auto")
+    assert set(store.tables()) == set(schema.TABLES) and store.schema_status().up_to_date
+    store.write(schema.EXP_HISTOGRAM, [row(schema.EXP_HISTOGRAM, MetricName="m", TimeUnix=T0_NS, Count=1)])
+    assert list(store.query(schema.EXP_HISTOGRAM)["Count"]) == [1]
+
+
 # -- the compat reader on ClickHouse ---------------------------------------------------------------------------------
 def test_log_dataset_on_clickhouse_equals_sqlite(ch, om):
     from omegaml_otel._internal.compat.logger import LogDataset
@@ -327,3 +400,25 @@ def test_cli_schema_apply(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "omegaml_otel.cli", "schema", "apply", "--store",
                           "clickhouse://u:pw123@127.0.0.1:1/otel"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "pw123" not in bad.stderr and "omtel:" in bad.stderr
+
+
+@pytest.mark.parametrize("python_strings", [False, True])
+def test_arrow_reads_give_the_frames_of_query_df(ch, python_strings):
+    """The Arrow read (every plan without array columns) and ``query_df`` (array columns) give the same frame, dtype
+    for dtype: maps, attribute keys that are missing, dictionary-encoded strings, times."""
+    ch.write(schema.LOGS, [row(schema.LOGS, Timestamp=T0_NS + i, SeverityText=level, ScopeName="app", Body=f"m{i}",
+                               LogAttributes=attrs, ResourceAttributes={"host.name": "h"})
+                           for i, (level, attrs) in enumerate([("INFO", {"k": "1"}), ("ERROR", {}),
+                                                               ("INFO", {"k": ""})])])
+    for columns in (None, ["Timestamp", "SeverityText", MapKey("LogAttributes", "k"),
+                           MapKey("LogAttributes", "absent"), "SeverityNumber"]):
+        plan = QueryPlan.build(schema.LOGS, columns=columns)
+        assert uses_arrow(plan)
+        sql, params = ch._render(plan)
+        client = ch._conn()
+        table = client.query_arrow(sql, parameters=params, settings=ARROW_SETTINGS)
+        arrow = arrow_to_frame(table, plan, python_strings)
+        native = to_frame(client.query_df(sql, parameters=params), plan, python_strings)
+        pd.testing.assert_frame_equal(arrow, native)
+        assert len(arrow) == 3
+    assert not uses_arrow(QueryPlan.build(schema.TRACES))  # array columns: query_df

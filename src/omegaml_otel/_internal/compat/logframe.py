@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from omegaml_otel._internal.compat.distinct import numbers, per_distinct, spread
 from omegaml_otel._internal.compat.levels import PYTHON_LEVELS
 from omegaml_otel._internal.stores import MapKey
 from omegaml_otel.conventions import HOST_NAME, LEVELNO, SYSTEM_LOGGER, TASK_ID, USER
@@ -31,44 +32,58 @@ SELECT = ["Timestamp", "SeverityText", "SeverityNumber", "ScopeName", "Body", FI
 
 
 def to_compat(raw: pd.DataFrame, extras: list[str] = ()) -> pd.DataFrame:
-    """otel_logs rows -> omega-ml's log layout (vectorised; this runs over millions of rows)."""
+    """otel_logs rows -> omega-ml's log layout, with one Python step per row at most: levels are looked up once per
+    distinct level name, and ``text`` is joined once per row from pieces formatted once per distinct time, and
+    logger and level. The layout's strings are Python ``str`` objects (dtype object)."""
     created = raw["Timestamp"]
-    level = raw["SeverityText"].astype(object)
-    logger = raw["ScopeName"].astype(object)
-    msg = raw["Body"].astype(object)
-    simple_no = pd.to_numeric(raw[MapKey(_LA, LEVELNO).label], errors="coerce")
-    is_simple = simple_no.notna().to_numpy()
-    python_no = level.map(PYTHON_LEVELS)
-    if python_no.isna().any():
-        python_no = python_no.fillna(raw["SeverityNumber"].map(_SEVERITY_TO_PYTHON)).fillna(0)
-    levelno = np.where(is_simple, simple_no.fillna(0), python_no).astype("int64")
+    level = raw["SeverityText"].to_numpy(dtype=object)
+    logger = raw["ScopeName"].to_numpy(dtype=object)
+    msg = raw["Body"].to_numpy(dtype=object)
+    level_codes, level_names = pd.factorize(level)
+    simple_no = per_distinct(raw[MapKey(_LA, LEVELNO).label], numbers, np.nan)
+    is_simple = ~np.isnan(simple_no)
+    python_no = spread(level_codes, [PYTHON_LEVELS.get(n, np.nan) for n in level_names], np.nan)
+    unknown = np.isnan(python_no)
+    if unknown.any():  # a level name Python does not know: its severity number decides
+        python_no[unknown] = [_SEVERITY_TO_PYTHON.get(int(n), 0) for n in raw["SeverityNumber"].to_numpy()[unknown]]
+    levelno = np.where(is_simple, simple_no, python_no).astype("int64")
     ns = created.to_numpy().view("int64")
     text = np.empty(len(raw), dtype=object)
     py = ~is_simple
-    if py.any():
-        text[py] = _python_text(ns[py], logger.to_numpy()[py], level.to_numpy()[py], msg.to_numpy()[py])
-    if is_simple.any():
-        text[is_simple] = [f"{t} {lv} {m}" for t, lv, m in zip(
-            _iso(ns[is_simple]), level.to_numpy()[is_simple], msg.to_numpy()[is_simple])]
+    if py.any():  # '%(asctime)s - %(name)s - %(levelname)s - %(message)s', asctime in local time
+        stamps = _stamps(ns[py] + _local_offsets(ns[py]), 3, ",")
+        logger_codes, logger_names = pd.factorize(logger[py])
+        pair_codes, pairs = pd.factorize(logger_codes.astype("int64") * len(level_names) + level_codes[py])
+        names = spread(pair_codes, [f" - {logger_names[p // len(level_names)]} - {level_names[p % len(level_names)]} - "
+                                    for p in pairs.tolist()])
+        text[py] = list(map("".join, zip(stamps, names, msg[py])))
+    if is_simple.any():  # '<created> <LEVEL> <msg>', created as str(datetime) of the UTC time
+        names = spread(level_codes[is_simple], [f" {lv} " for lv in level_names])
+        text[is_simple] = list(map("".join, zip(_stamps(ns[is_simple], 6, "."), names, msg[is_simple])))
         init = levelno == 999
-        text[init] = msg.to_numpy()[init]
-    # text as Python strings like the other columns (an ndarray would be inferred as pandas' string dtype)
-    df = pd.DataFrame({"level": level, "levelno": levelno, "logger": logger, "msg": msg,
-                       "text": pd.Series(text, index=raw.index, dtype=object),
-                       "hostname": raw[FIELDS["hostname"].label].astype(object), "created": created})
-    df = _drop_repeated_init(df)
+        text[init] = msg[init]
+
+    def strings(values: np.ndarray) -> pd.Series:  # Python strings: an ndarray would infer pandas' string dtype
+        return pd.Series(values, index=raw.index, dtype=object, copy=False)
+
+    df = pd.DataFrame({"level": strings(level), "levelno": pd.Series(levelno, index=raw.index, copy=False),
+                       "logger": strings(logger), "msg": strings(msg), "text": strings(text),
+                       "hostname": strings(raw[FIELDS["hostname"].label].to_numpy(dtype=object)), "created": created},
+                      copy=False)
+    df = _drop_repeated_init(df, levelno, logger)
     for c in extras:
         target = FIELDS[c]
         df[c] = raw.loc[df.index, target.label if isinstance(target, MapKey) else target].fillna("")
     return df
 
 
-def _drop_repeated_init(df: pd.DataFrame) -> pd.DataFrame:
+def _drop_repeated_init(df: pd.DataFrame, levelno: np.ndarray, logger: np.ndarray) -> pd.DataFrame:
     # processes that started the dataset at the same moment each wrote a 'log init'; show the first only
-    init = (df["levelno"] == 999) & (df["logger"] == SYSTEM_LOGGER)
+    init = levelno == 999
+    init[init] = logger[init] == SYSTEM_LOGGER
     if init.sum() > 1:
-        first = init.idxmax()
-        df = df[~init | (df.index == first)]
+        init[init.argmax()] = False
+        df = df[~init]
     return df
 
 
@@ -84,18 +99,15 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys[starts], inverse
 
 
-def _seconds(ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """'YYYY-MM-DD HH:MM:SS' of each time, formatted once per distinct second, and the sub-second remainder."""
-    sec, rem = np.divmod(ns, 10**9)
-    uniq, inverse = _groups(sec)
-    text = np.strings.replace(np.datetime_as_string(uniq.astype("datetime64[s]"), unit="s"), "T", " ")
-    return text.astype(object)[inverse], rem
-
-
-def _iso(ns: np.ndarray) -> list[str]:
-    """``str(datetime)`` of naive UTC times, as omega-ml's simple logger writes ``created``."""
-    prefix, rem = _seconds(ns)
-    return [f"{p}.{r:06d}" for p, r in zip(prefix, (rem // 1000).tolist())]
+def _stamps(ns: np.ndarray, digits: int, sep: str) -> np.ndarray:
+    """``'YYYY-MM-DD HH:MM:SS' + sep`` + the first ``digits`` sub-second digits of each time, formatted once per
+    distinct value (rows of the same millisecond or microsecond share theirs; seconds are formatted once each)."""
+    uniq, inverse = _groups(ns // 10 ** (9 - digits))
+    sec, frac = np.divmod(uniq, 10**digits)
+    seconds, second_of = _groups(sec)
+    prefix = np.strings.replace(np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s"), "T", " ")
+    prefix = np.asarray(prefix.tolist(), dtype=object)[second_of]
+    return np.array([f"{p}{sep}{f:0{digits}d}" for p, f in zip(prefix.tolist(), frac.tolist())], dtype=object)[inverse]
 
 
 def _local_offsets(ns: np.ndarray) -> np.ndarray:
@@ -104,10 +116,3 @@ def _local_offsets(ns: np.ndarray) -> np.ndarray:
     uniq, inverse = _groups(ns // (900 * 10**9))
     offsets = np.array([time.localtime(int(s) * 900).tm_gmtoff for s in uniq], dtype="int64")
     return offsets[inverse] * 10**9
-
-
-def _python_text(ns: np.ndarray, logger, level, msg) -> list[str]:
-    """omega-ml's ``'%(asctime)s - %(name)s - %(levelname)s - %(message)s'`` with local-time asctime."""
-    prefix, rem = _seconds(ns + _local_offsets(ns))
-    return [f"{p},{r:03d} - {n} - {lv} - {m}"
-            for p, r, n, lv, m in zip(prefix, (rem // 10**6).tolist(), logger, level, msg)]

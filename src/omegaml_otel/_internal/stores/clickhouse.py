@@ -5,27 +5,41 @@ URLs: ``clickhouse://user:pass@host:8123/otel`` (HTTP), ``clickhouses://…`` or
 from ``CLICKHOUSE_USER``/``CLICKHOUSE_PASSWORD``; the password never appears in ``url``, errors or logs.
 
 Every value reaches the server as a typed bound parameter (``{p0:String}``); identifiers come from the logical
-schema only. The table layout is probed with ``DESCRIBE TABLE``, so both exporter layouts are read: logs with or
-without ``TimestampTime``, metric times as ``DateTime64(9)`` or ``DateTime`` (seconds: written truncated).
+schema only. The table layout is read from ``system.columns``, so both exporter layouts are read: logs with or
+without ``TimestampTime``, metric times as ``DateTime64(9)`` or ``DateTime`` (seconds: written truncated). The same
+probe, with ``system.tables`` and ``system.data_skipping_indices``, gives ``schema_status()`` the live side of an
+upgrade plan (``clickhouse_ddl.plan_upgrade``).
 """
 from __future__ import annotations
 
 import json
+import numbers
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlsplit
-
-import numpy as np
-import pandas as pd
 
 from omegaml_otel._internal.secure import mask_url
 from omegaml_otel._internal.stores import schema
 from omegaml_otel._internal.stores.base import COMPARISONS, Cond, MapKey, Store, StoreError, to_ns
-from omegaml_otel._internal.stores.clickhouse_ddl import IDENT, quote_ident, render_ddl
-from omegaml_otel._internal.stores.plan import Column, Filter, QueryPlan, SqlDialect
+from omegaml_otel._internal.stores.clickhouse_ddl import (
+    IDENT,
+    SCHEMA_VERSION,
+    VERSION_TABLE,
+    LiveSchema,
+    SchemaStatus,
+    ddl_sha256,
+    plan_upgrade,
+    quote_ident,
+    render_ddl,
+)
+from omegaml_otel._internal.stores.plan import Column, Filter, KeyBound, QueryPlan, SqlDialect
 from omegaml_otel.settings import settings
+
+if TYPE_CHECKING:  # readers only: a worker that writes ClickHouse never loads pandas here (lean workers)
+    import pandas as pd
 
 INSTALL_HINT = "pip install 'omegaml-otel[clickhouse]'"
 _DEFAULT_SQL = {"str": "''", "int": "0", "float": "0", "map": "map()", "list": "[]"}
@@ -42,6 +56,7 @@ class ClickHouseStore(Store):
         self._lock = threading.RLock()
         self._client = None
         self._layout: dict[str, dict[str, str]] | None = None
+        self._upgraded = False  # the embedded engine's tables were created or upgraded by this store
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.scheme = parts.scheme
@@ -97,24 +112,39 @@ class ClickHouseStore(Store):
         return text
 
     def _describe(self) -> dict[str, dict[str, str]]:
-        """{table: {column: type}} for the tables that exist."""
+        """{table: {column: type}} for the tables of the logical schema that exist. The embedded engine (chdb) gets
+        the tables it lacks, or all of them, as SQLite does; a server is changed by ``omtel schema apply`` only."""
         if self._layout is None:
-            layout = {}
-            client = self._conn()
-            for table in schema.TABLES:
-                try:
-                    rows = client.query(f"DESCRIBE TABLE {self.database}.{table}").result_rows
-                except Exception as exc:
-                    if "UNKNOWN_TABLE" in str(exc) or "UNKNOWN_DATABASE" in str(exc) or "doesn't exist" in str(exc) \
-                            or "does not exist" in str(exc):
-                        continue
-                    raise StoreError(f"cannot read the layout of store {self.url}: {self._clean(exc)}") from None
-                layout[table] = {r[0]: r[1] for r in rows}
-            if not layout and self._create and self.scheme == "chdb":
+            live = self._live_schema()
+            layout = {t: live.columns[t] for t in schema.TABLES if t in live.columns}
+            if len(layout) < len(schema.TABLES) and self._create and self.scheme == "chdb" and not self._upgraded:
+                self._upgraded = True  # once: a DDL that lacks a logical table must not loop
                 self.apply_schema()
                 return self._describe()
             self._layout = layout
         return self._layout
+
+    def _live_schema(self) -> LiveSchema:
+        """What the database holds now, in four queries of the system tables (a reader may run them)."""
+        client = self._conn()
+        p = {"db": self.database}
+        try:
+            exists = bool(client.query("SELECT 1 FROM system.databases WHERE name = {db:String}",
+                                       parameters=p).result_rows)
+            tables = {r[0]: {} for r in client.query("SELECT name FROM system.tables WHERE database = {db:String}",
+                                                     parameters=p).result_rows}
+            for table, name, ch_type in client.query(
+                    "SELECT table, name, type FROM system.columns WHERE database = {db:String} ORDER BY position",
+                    parameters=p).result_rows:
+                tables.setdefault(table, {})[name] = ch_type
+            indexes: dict[str, set[str]] = {}
+            for table, name in client.query(
+                    "SELECT table, name FROM system.data_skipping_indices WHERE database = {db:String}",
+                    parameters=p).result_rows:
+                indexes.setdefault(table, set()).add(name)
+        except Exception as exc:
+            raise StoreError(f"cannot read the layout of store {self.url}: {self._clean(exc)}") from None
+        return LiveSchema(exists, tables, indexes)
 
     def _table(self, table: str) -> dict[str, str]:
         if table not in schema.TABLES:
@@ -126,19 +156,49 @@ class ClickHouseStore(Store):
                              f"`omtel schema apply --store URL --database {self.database}`")
         return layout[table]
 
-    def apply_schema(self, ttl_days: int | None = None, cluster: str | None = None) -> list[str]:
-        """Create the database and tables (``IF NOT EXISTS``), on every node of ``cluster`` if given (replicated
-        local tables + Distributed tables, see ``render_ddl``): returns the statements run."""
+    def schema_status(self, ttl_days: int | None = None, cluster: str | None = None) -> SchemaStatus:
+        """How this database differs from the package's DDL (``collector-config/clickhouse/schema.sql``): the
+        statements ``apply_schema`` would run, and the version last recorded. Reads only; the reader user may ask.
+        With ``cluster``, this node's tables are compared with the cluster variant."""
         stmts = render_ddl(self.database, ttl_days, cluster=cluster)
         with self._lock:
-            client = self._conn()
-            for stmt in stmts:
+            live = self._live_schema()
+            steps, notes = plan_upgrade(stmts, live, cluster)
+            recorded = None
+            if VERSION_TABLE in live.columns:
                 try:
-                    client.command(stmt)
+                    rows = self._conn().query(f"SELECT max(Version) FROM {self.database}.{VERSION_TABLE}").result_rows
                 except Exception as exc:
-                    raise StoreError(f"cannot apply the schema to store {self.url}: {self._clean(exc)}; the user "
-                                     "needs CREATE rights (use the admin user, not the reader)") from None
-            self._layout = None
+                    raise StoreError(f"cannot read the schema version of store {self.url}: {self._clean(exc)}") \
+                        from None
+                recorded = int(rows[0][0]) or None  # max() of no rows is 0: nothing recorded
+        return SchemaStatus(self.database, recorded, SCHEMA_VERSION, steps, notes)
+
+    def apply_schema(self, ttl_days: int | None = None, cluster: str | None = None) -> list[str]:
+        """Create or upgrade the database in place: what ``schema_status`` lists (new tables, ``ADD COLUMN``,
+        ``ADD INDEX``; never a drop), on every node of ``cluster`` if given (replicated local tables + Distributed
+        tables, see ``render_ddl``). Records the version when anything changed; returns the statements run, so a
+        second call returns ``[]``."""
+        status = self.schema_status(ttl_days, cluster)
+        if status.recorded is not None and status.recorded > SCHEMA_VERSION:
+            raise StoreError(f"store {self.url} database {self.database} has schema version {status.recorded}, newer "
+                             f"than this omegaml-otel writes ({SCHEMA_VERSION}); upgrade omegaml-otel")
+        if status.up_to_date:
+            return []
+        stmts = [step.statement for step in status.steps]
+        with self._lock:
+            client = self._conn()
+            try:
+                for stmt in stmts:
+                    client.command(stmt)
+                client.insert(f"{self.database}.{VERSION_TABLE}",
+                              [[SCHEMA_VERSION, datetime.now(timezone.utc), ddl_sha256(), stmts]],
+                              column_names=["Version", "AppliedAt", "DdlSha256", "Statements"])
+            except Exception as exc:
+                raise StoreError(f"cannot apply the schema to store {self.url}: {self._clean(exc)}; the user "
+                                 "needs CREATE and ALTER rights (use the admin user, not the reader)") from None
+            finally:
+                self._layout = None
         return stmts
 
     def tables(self) -> dict[str, dict[str, str]]:
@@ -168,22 +228,42 @@ class ClickHouseStore(Store):
               limit: int | None = None, descending: bool = False, python_strings: bool = False) -> pd.DataFrame:
         plan = QueryPlan.build(table, conds=conds, columns=columns, since=since, until=until, limit=limit,
                                descending=descending)
-        source = f"{self.database}.{table}"
-        dialect = _ClickHouseDialect(self._table(table), self, source)
-        sql = dialect.render(plan, source)
-        params = dialect.params
+        # readers only: a worker that writes ClickHouse never loads pandas here (lean workers)
+        from omegaml_otel._internal.stores.clickhouse_frames import ARROW_SETTINGS, arrow_to_frame, to_frame, uses_arrow
+
+        sql, params = self._render(plan)
+        arrow = uses_arrow(plan)
         with self._lock:
             try:
-                raw = self._conn().query_df(sql, parameters=params)
+                client = self._conn()
+                raw = (client.query_arrow(sql, parameters=params, settings=ARROW_SETTINGS) if arrow
+                       else client.query_df(sql, parameters=params))
             except Exception as exc:
                 raise StoreError(f"cannot read store {self.url}: {self._clean(exc)}") from None
-        out = {}
-        for i, c in enumerate(plan.columns):
-            col = raw[f"c{i}"] if f"c{i}" in raw.columns else pd.Series([], dtype=object)
-            out[c.label] = _reader("mapkey" if c.key is not None else c.kind, c.label, col, python_strings)
-        df = pd.DataFrame(out, columns=plan.labels)
-        df.index = pd.RangeIndex(len(df))
-        return df
+        return arrow_to_frame(raw, plan, python_strings) if arrow else to_frame(raw, plan, python_strings)
+
+    def exists(self, table: str, *, conds: Iterable[Cond] = ()) -> bool:
+        sql, params = self._render(QueryPlan.build(table, conds=conds, columns=[schema.TIME_COLUMN[table]], limit=1))
+        with self._lock:
+            try:
+                return bool(self._conn().query(sql, parameters=params).result_rows)
+            except Exception as exc:
+                raise StoreError(f"cannot read store {self.url}: {self._clean(exc)}") from None
+
+    def rows(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey],
+             limit: int | None = None, descending: bool = False) -> list[tuple]:
+        sql, params = self._render(QueryPlan.build(table, conds=conds, columns=columns, limit=limit,
+                                                   descending=descending))
+        with self._lock:
+            try:
+                return [tuple(r) for r in self._conn().query(sql, parameters=params).result_rows]
+            except Exception as exc:
+                raise StoreError(f"cannot read store {self.url}: {self._clean(exc)}") from None
+
+    def _render(self, plan: QueryPlan) -> tuple[str, dict]:
+        source = f"{self.database}.{plan.table}"
+        dialect = _ClickHouseDialect(self._table(plan.table), self, source)
+        return dialect.render(plan, source), dialect.params
 
     def truncate(self) -> None:
         """Empty every table (tests, benchmarks)."""
@@ -237,54 +317,6 @@ def _writer(kind: str, ch_type: str):
     return lambda v: "" if v is None else str(v)
 
 
-def _plain(x):
-    if isinstance(x, np.datetime64):
-        return int(x.astype("datetime64[ns]").astype("int64"))
-    if isinstance(x, (pd.Timestamp, datetime)):
-        return to_ns(x)
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    return x
-
-
-#: the dtype pandas infers for a column of strings: ``str`` from pandas 3 on, object before
-_INFERRED_STR = pd.Series(["a"]).dtype
-
-
-def _reader(kind: str, label: str, s: pd.Series, python_strings: bool = False) -> pd.Series:
-    """clickhouse-connect's column -> the dtype SqliteStore returns for that kind."""
-    if kind == "time":
-        if not len(s):
-            return pd.to_datetime(pd.Series([], dtype=object), unit="ns")
-        if pd.api.types.is_datetime64_any_dtype(s):
-            if getattr(s.dt, "tz", None) is not None:
-                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-            return s.astype("datetime64[ns]")
-        return pd.to_datetime(s, unit="ns")
-    if kind == "int":
-        return s.astype("int64") if len(s) else s.astype(object)
-    if kind == "float":
-        return s.astype("float64") if len(s) else s.astype(object)
-    if kind == "map":
-        return pd.Series([dict(v) if v is not None else {} for v in s], dtype=object, index=s.index)
-    if kind == "list":
-        return pd.Series([[_plain(x) for x in v] if v is not None else [] for v in s], dtype=object, index=s.index)
-    # str and map keys: missing as None, dtype inferred as pandas does for SqliteStore's records. Arrow strings
-    # convert in one step where pandas infers its string dtype (pandas 3) and some value is present (all-missing
-    # columns infer as object); going through Python objects costs about 1 s per million rows
-    if len(s) and s.dtype != object and pd.api.types.is_string_dtype(s) and not s.isna().all():
-        if python_strings:
-            return s.astype(object).where(s.notna(), None)
-        if not pd.api.types.is_object_dtype(_INFERRED_STR):
-            return s.astype(_INFERRED_STR)
-    values = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v for v in s.tolist()]
-    if python_strings or not values:  # python_strings promises object columns, whatever the client returned
-        return pd.Series(values, index=s.index, dtype=object)
-    return pd.Series(values, index=s.index)
-
-
 class _ClickHouseDialect(SqlDialect):
     """Typed named parameters (``{p0:String}``); optional columns a table's layout lacks read as their default."""
 
@@ -305,7 +337,10 @@ class _ClickHouseDialect(SqlDialect):
     def column(self, column: Column, index: int) -> str:
         if column.key is not None:
             key = self.bind(column.key, "String")
-            return f"if(mapContains({_q(column.column)}, {key}), {_q(column.column)}[{key}], NULL) AS c{index}"
+            # as a dictionary in the Arrow format: an attribute holds few distinct values (hosts, level numbers,
+            # run ids), each made a Python string once (clickhouse_frames.ARROW_SETTINGS)
+            return (f"toLowCardinality(if(mapContains({_q(column.column)}, {key}), {_q(column.column)}[{key}], NULL))"
+                    f" AS c{index}")
         if column.column in self._layout:
             return f"{_q(column.column)} AS c{index}"
         if column.kind in _DEFAULT_SQL:  # an optional column this layout lacks (e.g. EventName)
@@ -335,6 +370,11 @@ class _ClickHouseDialect(SqlDialect):
         ch_type, (v,), wrap = _param_type(kind, [f.value])
         return f"({guard}{lhs} {COMPARISONS[f.op]} {wrap(self.bind(v, ch_type))})"
 
+    def key_condition(self, bound: KeyBound) -> str | None:
+        if bound.column not in self._layout:  # the v0.151+ logs layout: keyed on Timestamp itself
+            return None
+        return f"({_q(bound.column)} {COMPARISONS[bound.op]} toDateTime({self.bind(bound.seconds, 'UInt32')}))"
+
 
 def _param_type(kind: str, values: list):
     if kind == "time":
@@ -345,8 +385,9 @@ def _param_type(kind: str, values: list):
     def ident(p, array=False):
         return p
     if kind in ("int", "float"):
-        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        # numpy's integers and floats register as numbers.Integral and numbers.Real: no numpy import needed
+        if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
             return "Int64", [int(v) for v in values], ident
-        if all(isinstance(v, (int, float, np.number)) for v in values):
+        if all(isinstance(v, numbers.Real) for v in values):
             return "Float64", [float(v) for v in values], ident
     return "String", [str(v) for v in values], ident
