@@ -19,6 +19,8 @@ def pytest_configure(config):
     # before anything reads settings: every process of this session (client and workers) shares this home
     os.environ["OMTEL_HOME"] = str(_HOME)
     os.environ["OMTEL_IMPORTS"] = "worker_tasks"
+    # tests back-date experiment events (dt=...) and read them back; tests/test_retention.py prunes its own stores
+    os.environ["OMTEL_RETENTION"] = "off"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SUPPORT), os.environ.get("PYTHONPATH")) if p)
     for var in ("OMTEL_STORE", "OMTEL_BROKER", "OMTEL_RESULT_BACKEND", "OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER",
                 "OTEL_METRICS_EXPORTER", "OTEL_SERVICE_NAME"):

@@ -11,8 +11,11 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
+from omegaml_otel._internal.capture.tracking import event_conds
 from omegaml_otel._internal.stores import Cond, MapKey, StoreError, open_store, schema
-from omegaml_otel._internal.stores.sqlite import SCHEMA_VERSION, SqliteStore
+from omegaml_otel._internal.stores.plan import QueryPlan
+from omegaml_otel._internal.stores.sqlite import SCHEMA_VERSION, SqliteStore, _SqliteDialect
+from omegaml_otel.conventions import RUN, Event
 from schema_rows import row
 
 T0 = datetime(2026, 1, 2, 3, 4, 5)
@@ -51,7 +54,7 @@ def logs(store):
 
 # -- schema ---------------------------------------------------------------------------------------------------------
 def test_schema_columns_exact(store):
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 4
     conn = sqlite3.connect(store.path)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -135,7 +138,7 @@ def test_migration_from_version_1(tmp_path):
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index' "
                                           "AND tbl_name='otel_logs'")}
     conn.close()
-    assert indexes == {"otel_logs_idx0", "otel_logs_scope_ts"}
+    assert indexes == {"otel_logs_idx0", "otel_logs_scope_ts", "otel_logs_experiment_ts"}
 
 
 # -- write and query ----------------------------------------------------------------------------------------------
@@ -397,3 +400,22 @@ def test_unwritable_path_is_a_store_error():
     with pytest.raises(StoreError, match="OMTEL_HOME") as info:
         s.write(schema.LOGS, [row(schema.LOGS, Body="x")])
     assert "/proc/omtel-nope/telemetry.sqlite" in str(info.value)
+
+
+@pytest.mark.parametrize("lookup", ["runs and clears", "a run's events", "declared provider"])
+def test_experiment_lookups_use_the_experiment_index(tmp_path, lookup):
+    """exp.data(run=...) and its lookups have no time bound: the partial index on the experiment name (schema 4)
+    makes them lookups instead of reading every experiment event (benchmark 15)."""
+    conds = {"runs and clears": [*event_conds("exp", [Event.START, Event.CLEAR]),
+                                 Cond("Body", "in", [Event.START, Event.CLEAR])],
+             "a run's events": [*event_conds("exp"), Cond("LogAttributes", "ne", "", key=RUN),
+                                Cond("LogAttributes", "in", ["r1"], key=RUN)],
+             "declared provider": event_conds("exp", Event.DECLARED)}[lookup]
+    store = SqliteStore(tmp_path / "idx.sqlite")
+    store.schema_version()
+    dialect = _SqliteDialect()
+    sql = dialect.render(QueryPlan.build(schema.LOGS, conds=conds, columns=["Timestamp"]), schema.LOGS)
+    with sqlite3.connect(store.path) as conn:
+        plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, dialect.params))
+    store.close()
+    assert "USING INDEX otel_logs_experiment_ts" in plan, plan

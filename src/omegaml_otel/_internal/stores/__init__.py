@@ -22,7 +22,7 @@ def open_store(url: str, *, create: bool = True) -> Store:
         if not path.startswith("/"):
             raise StoreError(f"store URL {mask_url(url)!r} needs an absolute path: sqlite:////abs/path or "
                              "sqlite:///abs/path")
-        return SqliteStore("/" + path.lstrip("/"), create=create, url=url)
+        return SqliteStore("/" + path.lstrip("/"), create=create, url=url, retention=settings().retention)
     if scheme in ("chdb", "clickhouse", "clickhouses"):
         try:  # see above
             from omegaml_otel._internal.stores.clickhouse import ClickHouseStore
