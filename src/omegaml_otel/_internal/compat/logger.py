@@ -14,16 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from omegaml_otel._internal.capture.context import flush_outside_task, last_sent, record_attributes, task_level
 from omegaml_otel._internal.capture.logbridge import LogBridge
-from omegaml_otel._internal.compat.levels import SIMPLE_LEVELS, SIMPLE_SEVERITY, simple_level
-from omegaml_otel._internal.compat.logframe import EXTRA_COLUMNS, FIELDS, SELECT, to_compat
-from omegaml_otel._internal.compat.timeparse import parse_time
+from omegaml_otel._internal.compat.levels import SIMPLE_LEVELS, SIMPLE_SEVERITY, python_level, simple_level
 from omegaml_otel._internal.export.pipeline import emitter_for, flush_for_read, pipeline
-from omegaml_otel._internal.stores import Cond, MapKey, Store, StoreError, default_store
+from omegaml_otel._internal.stores import Cond, MapKey, Store, StoreError, default_store, schema
 from omegaml_otel._internal.stores.base import OPS
 from omegaml_otel.conventions import (
     DATASET,
@@ -36,7 +33,17 @@ from omegaml_otel.conventions import (
 )
 from omegaml_otel.settings import settings
 
+if TYPE_CHECKING:  # readers only: the simple logger writes without pandas, so workers never load it (lean workers)
+    import pandas as pd
+
 _LA = "LogAttributes"
+#: LogDataset._window_start: its first search for the latest reset covers the last hour, each further one a range 8
+#: times as long before the previous; a later call searches again from an hour before the previous one, so a reset
+#: that a collector delivers up to an hour late still counts
+_RESET_SEARCH_NS = 3600 * 10**9
+_RESET_SEARCH_GROWTH = 8
+_RESET_LATE_NS = 3600 * 10**9
+_UNKNOWN = object()
 
 
 def dataset_attributes(dataset: str = LOG_DATASET) -> dict[str, str]:
@@ -170,6 +177,8 @@ class LogDataset:
         self._retry_at = 0.0
         #: time of this process's latest reset(); waiting readers also wait for it to reach a collector-fed store
         self._reset_ns: int | None = None
+        #: (store, the latest reset found in it, ns from which the next search must look again): see _window_start
+        self._known_start: tuple | None = None
 
     @property
     def store(self) -> Store:
@@ -180,8 +189,9 @@ class LogDataset:
         if self._initialized or not settings().uses_store("logs") or time.monotonic() < self._retry_at:
             return
         try:
-            found = self._query(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER), Cond(_LA, "eq", self.name, key=DATASET)],
-                                columns=["Timestamp"], limit=1)
+            flush_for_read()
+            found = self.store.exists(schema.LOGS, conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),
+                                                          Cond(_LA, "eq", self.name, key=DATASET)])
         except StoreError as exc:
             # logging must not break a task or a notebook; reading the dataset will raise this error instead. A
             # failing store is tried again after the export buffer's back-off, not on every log call
@@ -190,7 +200,7 @@ class LogDataset:
                 self._reported = True
                 sys.__stderr__.write(f"omegaml-otel: {exc}\n")
             return
-        if not len(found):
+        if not found:
             _emit(SYSTEM_LOGGER, "SYSTEM", 999, "log init", self.name)
         self._initialized = True
 
@@ -200,9 +210,33 @@ class LogDataset:
         return self.store.logs(**kw)
 
     def _window_start(self) -> datetime | None:
-        last = self._query(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),  # indexed: cheap on big stores
-                                  Cond(_LA, "eq", self.name, key=DATASET), Cond(_LA, "eq", "true", key=LOG_RESET)],
-                           columns=["Timestamp"], limit=1, descending=True)
+        """The time of the dataset's latest reset record (None: never reset), found without reading the whole
+        table, which on ClickHouse an unbounded search for the latest record does. The first call searches back
+        from now over ever longer time ranges; a later one searches only what can have arrived since the previous
+        call (late deliveries included) and checks that the reset found then is still stored."""
+        flush_for_read()
+        store, now = self.store, time.time_ns()
+        start = _UNKNOWN
+        if self._known_start is not None and self._known_start[0] is store:
+            _, known, searched_from = self._known_start
+            start = self._latest_reset(store, since=searched_from)
+            if start is None and known is not None:  # unless its rows were deleted since (retention, a test)
+                start = known if self._latest_reset(store, since=known, until=known) is not None else _UNKNOWN
+        if start is _UNKNOWN:
+            start, upper, span = None, None, _RESET_SEARCH_NS
+            while start is None:
+                lower = now - span if span < now else None
+                start = self._latest_reset(store, since=lower, until=upper)
+                if lower is None:
+                    break
+                upper, span = lower, span * _RESET_SEARCH_GROWTH
+        self._known_start = (store, start, now - _RESET_LATE_NS)
+        return start
+
+    def _latest_reset(self, store: Store, since=None, until=None) -> datetime | None:
+        last = store.logs(conds=[Cond("ScopeName", "eq", SYSTEM_LOGGER),  # indexed: cheap on big stores
+                                 Cond(_LA, "eq", self.name, key=DATASET), Cond(_LA, "eq", "true", key=LOG_RESET)],
+                          columns=["Timestamp"], since=since, until=until, limit=1, descending=True)
         return last["Timestamp"].iloc[0] if len(last) else None
 
     def get(self, filter: dict | None = None, *, since=None, end=None, extra: bool | list[str] = False,
@@ -216,6 +250,10 @@ class LogDataset:
         last task ``om.runtime`` sent) first waits up to ``timeout`` seconds until that task's records are in the
         store, for stores fed through a collector, which deliver with a delay (the embedded store needs no wait).
         """
+        # readers only: the layout and the time bounds need pandas, which workers never load (lean workers)
+        from omegaml_otel._internal.compat.logframe import FIELDS, SELECT, to_compat
+        from omegaml_otel._internal.compat.timeparse import parse_time
+
         if wait is not False and wait is not None:
             self.wait_for_task(wait, timeout)
         filters = {**(filter or {}), **kwargs}
@@ -261,8 +299,8 @@ class LogDataset:
     def follow(self, interval: float = 0.5, **filters) -> Iterator[pd.DataFrame]:
         """Yield new records as they arrive (what ``omtel logs -f`` prints)."""
         since = None
-        while True:
-            df = self.get(since=since, **filters) if since is not None else self.get(**filters)
+        while True:  # after the first poll, each reads only what is newer than what it printed (key-pruned)
+            df = self.get(**{**filters, "since": since}) if since is not None else self.get(**filters)
             if since is not None:
                 df = df[df["created"] > since]
             if len(df):
@@ -272,6 +310,8 @@ class LogDataset:
 
 
 def _extra_columns(extra) -> list[str]:
+    from omegaml_otel._internal.compat.logframe import EXTRA_COLUMNS  # readers only: see LogDataset.get
+
     if extra is True:
         return list(EXTRA_COLUMNS)
     if not extra:
@@ -283,6 +323,10 @@ def _extra_columns(extra) -> list[str]:
 
 
 def _parse_filters(filters: dict) -> tuple[list[Cond], list[tuple[str, str, object]]]:
+    # readers only: see LogDataset.get
+    from omegaml_otel._internal.compat.logframe import FIELDS
+    from omegaml_otel._internal.compat.timeparse import parse_time
+
     pushed, post = [], []
     for name, value in filters.items():
         field, _, op = name.partition("__")
@@ -318,3 +362,47 @@ def _match(series: pd.Series, op: str, value) -> pd.Series:
         return series.astype(str).str.startswith(str(value))
     return {"eq": series.__eq__, "ne": series.__ne__, "lt": series.__lt__, "lte": series.__le__,
             "gt": series.__gt__, "gte": series.__ge__}[op](value)
+
+
+#: omega-ml's name of the simple logger's class (``from omegaml.store.logging import OmegaSimpleLogger``)
+OmegaSimpleLogger = SimpleLogger
+
+
+class OmegaLoggingHandler(LogBridge):
+    """omega-ml's Python logging handler into the log dataset. ``om.logger.capture(logger)`` is the same for the
+    length of a ``with`` block; ``setup()`` attaches it for good, as omega-ml's does."""
+
+    @classmethod
+    def setup(cls, dataset: str | None = None, level: str | int | None = None, logger: logging.Logger | None = None,
+              name: str | None = None, reset: bool = False, exit_hook: bool = False) -> OmegaLoggingHandler:
+        """Attach a handler to ``logger`` (default: the Python logger ``name``, default 'omegaml') and set both to
+        ``level`` (default: the logger's effective level). ``reset=True`` starts the dataset afresh
+        (``om.logger.reset()``); ``exit_hook=True`` also logs uncaught exceptions to it, then hands them on to the
+        previous ``sys.excepthook``. omega-ml's ``store``, ``fmt``, ``size`` and ``defaults`` were its Mongo
+        collection's: records here go to the configured store, in omega-ml's text format."""
+        logger = logger or logging.getLogger(name or "omegaml")
+        level = python_level(level if level is not None else logger.getEffectiveLevel())
+        simple = SimpleLogger(dataset=dataset or LOG_DATASET)
+        if reset:
+            simple.reset()
+        else:
+            simple.dataset.ensure()
+        logger.setLevel(level)
+        handler = cls(level, logger_provider=pipeline().logger_provider,
+                      attributes=dataset_attributes(simple.dataset.name), claim=True)
+        logger.addHandler(handler)
+        if exit_hook:
+            _log_uncaught(logger)
+        return handler
+
+
+def _log_uncaught(logger: logging.Logger) -> None:
+    """Log uncaught exceptions to ``logger`` and hand them on: omega-ml replaced ``sys.excepthook`` without chaining,
+    which silenced the interpreter's own report."""
+    previous = sys.excepthook
+
+    def excepthook(etype, value, tb):
+        logger.error("uncaught %s: %s", etype.__name__, value, exc_info=(etype, value, tb))
+        previous(etype, value, tb)
+
+    sys.excepthook = excepthook

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from celery import Celery
 
-from omegaml_otel._internal.runtimes import jobs, tasks
 from omegaml_otel._internal.secure import private_dir
 from omegaml_otel.errors import ConfigurationError
 from omegaml_otel.settings import Settings, settings
@@ -58,6 +57,10 @@ def _private_folders(cfg: Settings, folders: list[Path]) -> None:
 
 @lru_cache(maxsize=1)
 def celery_app() -> Celery:
+    # the tasks, and the capture they bring, load with the app, not with its configuration: the benchmarks'
+    # baseline (benchmarks/plain_app.py) builds a plain Celery app from celery_config() without OpenTelemetry
+    from omegaml_otel._internal.runtimes import jobs, tasks
+
     app = Celery("omegaml")
     app.conf.update(celery_config(settings()))
     tasks.register(app)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
 from omegaml_otel._internal.capture.celery import CeleryInstrumentor
 from omegaml_otel._internal.capture.context import last_sent, remember_sent
-from omegaml_otel._internal.compat.experiment import Experiment
 from omegaml_otel._internal.compat.logger import default_logger
 from omegaml_otel._internal.runtimes.app import celery_app
 from omegaml_otel._internal.runtimes.jobs import JobProxy
@@ -18,6 +17,9 @@ from omegaml_otel._internal.runtimes.tasks import PING
 from omegaml_otel._internal.secure import mask_url
 from omegaml_otel.errors import NoWorkerError
 from omegaml_otel.settings import settings
+
+if TYPE_CHECKING:  # a reader: workers import this module and never load pandas (lean workers)
+    from omegaml_otel._internal.compat.experiment import Experiment
 
 
 class RuntimeTask:
@@ -89,11 +91,17 @@ class Runtime:
     def task(self, name: str) -> RuntimeTask:
         return RuntimeTask(self, name)
 
-    def experiment(self, name: str, provider: str | None = None, implied_run: bool = True, **kwargs):
+    def experiment(self, name: str, provider: str | None = None, implied_run: bool = True, **kwargs) -> Experiment:
         """An experiment; ``with om.runtime.experiment('perf', provider='profiling') as exp:`` tracks every task
-        sent inside the block. The provider chosen when the experiment was first used is kept."""
+        sent inside the block. The provider chosen when the experiment was first used is kept, and the object is
+        an instance of its tracker class (``OmegaSimpleTracker``, ``OmegaProfilingTracker``, ``NoTrackTracker``).
+        ``recreate=True`` declares it anew with ``provider``, keeping its events (omega-ml's re-created tracker).
+        Other keywords are the tracker's (``autotrack``, ``interval``, ``store``); unknown ones raise TypeError."""
+        # a reader (exp.data() is a DataFrame): imported when used, so workers never load pandas (lean workers)
+        from omegaml_otel._internal.compat.experiment import open_experiment
+
         self.app  # instrument the producer, so tasks carry the run's context to their workers
-        return Experiment(name, provider=provider, implied_run=implied_run, **kwargs)
+        return open_experiment(name, provider=provider, implied_run=implied_run, **kwargs)
 
     def job(self, name: str):
         """``om.runtime.job(name).run()``: run a job stored with ``om.jobs.put`` on a worker."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 from omegaml_otel._internal.stores import schema
 from omegaml_otel.errors import StoreError
+
+if TYPE_CHECKING:  # readers only: workers write rows and never load pandas (lean workers)
+    import pandas as pd
 
 #: comparison operators of filters, and their SQL (both engines spell them alike)
 COMPARISONS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -73,6 +74,19 @@ class Store(abc.ABC):
         conversion to Arrow strings and back (about 0.6 s of a log dataset read)."""
 
     @abc.abstractmethod
+    def exists(self, table: str, *, conds: Iterable[Cond] = ()) -> bool:
+        """Whether any row of ``table`` matches all ``conds``. The one read a writer makes (the log dataset's
+        ``log init`` check in a worker's first logging task), answered without a DataFrame: a worker that only
+        writes never loads pandas."""
+
+    @abc.abstractmethod
+    def rows(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey],
+             limit: int | None = None, descending: bool = False) -> list[tuple]:
+        """The selected ``columns`` of matching rows as plain tuples, ordered by the time column (values as the
+        engine returns them: attribute values are strings). For the small lookups a writer makes (the provider an
+        experiment was declared with, read on a worker), without a DataFrame: lean workers never load pandas."""
+
+    @abc.abstractmethod
     def close(self) -> None: ...
 
     def logs(self, **kw) -> pd.DataFrame:
@@ -83,17 +97,31 @@ class Store(abc.ABC):
 
     def metrics(self, **kw) -> pd.DataFrame:
         """Gauge and sum data points together (updowncounters land in the sum table), ordered by time."""
+        import pandas as pd  # readers only: workers never load pandas (lean workers)
+
         frames = [self.query(t, **kw) for t in (schema.GAUGE, schema.SUM)]
-        frames = [f for f in frames if len(f)]
-        if not frames:
-            return self.query(schema.GAUGE, **kw)
-        return pd.concat(frames, ignore_index=True).sort_values("TimeUnix", kind="stable", ignore_index=True)
+        found = [f for f in frames if len(f)]
+        if not found:
+            return frames[0]  # the gauge table's empty frame: its columns and dtypes, without a third query
+        return pd.concat(found, ignore_index=True).sort_values("TimeUnix", kind="stable", ignore_index=True)
+
+
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def to_ns(value: datetime | int | float | pd.Timestamp) -> int:
-    """Naive datetimes are UTC, as every time column is."""
+    """Naive datetimes are UTC, as every time column is. Numbers and plain datetimes (what the write path passes)
+    are converted without pandas; anything else (a pandas Timestamp with nanoseconds, a numpy datetime64, an ISO
+    string) the way ``pd.Timestamp`` reads it."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
+    if type(value) is datetime:
+        since = value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)
+        return since // _MICROSECOND * 1000
+    import pandas as pd  # only for values the write path never passes: workers never load pandas (lean workers)
+
     ts = pd.Timestamp(value)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
