@@ -70,6 +70,25 @@ def test_page_code_runs(page, worker):
     assert proc.returncode == 0, f"docs/{page}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
+@pytest.mark.slow
+def test_deployment_page_runs_with_opentelemetry_distro_installed(worker):
+    """The deployment page again, in an environment that also has ``opentelemetry-distro`` and
+    ``opentelemetry-exporter-otlp`` (tests/support/distro_venv.py): its ``opentelemetry-instrument`` example must
+    store the same records as without them."""
+    from distro_venv import bin_env, distro_venv  # local: builds a virtual environment on first use
+
+    python = distro_venv()
+    has = subprocess.run([str(python), "-c", "from importlib.metadata import version; "
+                          "print(version('opentelemetry-distro'), version('opentelemetry-exporter-otlp'))"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert len(has) == 2
+    page = "deployment.md"
+    proc = subprocess.run([str(python), "-c", _RUNNER], input=json.dumps([page, python_blocks(DOCS / page)]),
+                          capture_output=True, text=True, timeout=240, env=bin_env(python, dict(os.environ)),
+                          cwd=DOCS.parent)
+    assert proc.returncode == 0, f"docs/{page} with opentelemetry-distro:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+
 def test_output_tables_are_not_python():
     """DataFrame output belongs in ```text blocks: a python block must not start with a printed table."""
     for page in PAGES:

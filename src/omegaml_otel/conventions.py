@@ -18,11 +18,17 @@ RUN_TRACER = "omegaml_otel.experiment"
 #: the logger name of the log dataset's own records ('log init')
 SYSTEM_LOGGER = "system"
 
+# -- opentelemetry-instrument -----------------------------------------------------------------------------------------
+#: the package's entry point name in the opentelemetry_distro and opentelemetry_configurator groups (the value of
+#: OTEL_PYTHON_DISTRO and OTEL_PYTHON_CONFIGURATOR that selects them)
+DISTRO = "omegaml_otel"
+
 # -- resource attributes -------------------------------------------------------------------------------------------
 SERVICE_NAME = "service.name"
 HOST_NAME = "host.name"
 USER = "omegaml.user"
 PROCESS_PID = "process.pid"
+PROCESS_PARENT_PID = "process.parent_pid"
 INSTANCE_ID = "service.instance.id"
 
 # -- log record attributes -----------------------------------------------------------------------------------------
@@ -86,3 +92,15 @@ class Event:
 
 #: tracking providers, and the aliases omega-ml accepts
 PROVIDERS = ("simple", "profiling", "notrack")
+
+# -- profiling: the task's own process tree beside the host (metric names and attribute keys readers rely on) -----
+#: CPU of the task's process tree, per ``cpu.mode`` (user, system), as a share of all logical CPUs (semconv)
+PROCESS_CPU_UTILIZATION = "process.cpu.utilization"
+#: resident memory of the task's process tree, bytes (semconv)
+PROCESS_MEMORY_USAGE = "process.memory.usage"
+#: GPU memory the task's process tree uses on one device (``hw.id``), bytes: semconv has no per-process GPU metric,
+#: so this extends ``process.*`` with the name of ``hw.gpu.memory.usage``
+PROCESS_GPU_MEMORY_USAGE = "process.gpu.memory.usage"
+CPU_MODE = "cpu.mode"
+CPU_LOGICAL_NUMBER = "cpu.logical_number"
+HW_ID = "hw.id"

@@ -17,11 +17,26 @@ from pathlib import Path
 from omegaml_otel._internal.secure import mask_url
 from omegaml_otel.errors import ConfigurationError
 
-__all__ = ["Settings", "settings", "reset_settings", "ConfigurationError", "STORE_EXPORTER"]
+__all__ = ["Batching", "Settings", "settings", "reset_settings", "parse_duration", "ConfigurationError",
+           "STORE_EXPORTER"]
 
 #: exporter name meaning "write into the embedded store" (usable in OTEL_*_EXPORTER lists next to otlp/console)
 STORE_EXPORTER = "omtel"
 _SIGNALS = ("traces", "logs", "metrics")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """One signal's ``OTEL_BLRP_*`` (logs) or ``OTEL_BSP_*`` (spans) settings, as the package's ``ExportBuffer``
+    applies them: the SDK's names keep working when the package's batching replaces the SDK's processors.
+    ``schedule_delay`` is None when unset (a store is then written every OMTEL_FLUSH_INTERVAL, a collector every
+    5 s); ``max_queue`` falls back to OMTEL_MAX_QUEUE and ``max_batch`` to 4096 (a store write is cheapest in big
+    batches); ``export_timeout`` bounds one export in the export thread (the SDK's 30 s)."""
+
+    schedule_delay: float | None = None
+    max_queue: int = 200_000
+    max_batch: int = 4096
+    export_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,9 +66,17 @@ class Settings:
     worker_concurrency: int = 2
     #: seconds between profiling samples (exp.profiler.interval overrides it per experiment object)
     profile_interval: float = 1.0
-    #: seconds between exports to a collector (the SDK's OTEL_BLRP_SCHEDULE_DELAY / OTEL_BSP_SCHEDULE_DELAY, in ms)
-    otlp_logs_delay: float = 5.0
-    otlp_spans_delay: float = 5.0
+    #: the SDK batch processors' settings, per signal ("logs": OTEL_BLRP_*, "traces": OTEL_BSP_*), which the
+    #: package's own batching honours (see Batching)
+    batching: dict[str, Batching] = field(default_factory=dict)
+    #: OTEL_PYTHON_DISTRO: the distro opentelemetry-instrument runs, when one is named (None: the first installed)
+    python_distro: str | None = None
+    #: OTEL_SDK_DISABLED=true: the package's instrumentors and exporters do nothing (as the SDK's providers)
+    sdk_disabled: bool = False
+    #: log record attribute limits, as the SDK's LogRecordLimits reads them (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT,
+    #: else OTEL_ATTRIBUTE_COUNT_LIMIT, else 128; the value length limit likewise, else none)
+    log_attribute_count_limit: int | None = 128
+    log_attribute_length_limit: int | None = None
     #: credentials for clickhouse:// store URLs that carry none (never shown in reprs or messages)
     clickhouse_user: str = "default"
     clickhouse_password: str = field(default="", repr=False)
@@ -69,6 +92,8 @@ class Settings:
     artifacts: Path | None = None
     #: OMTEL_ARTIFACTS_KEY: the key file that signs them (None: OMTEL_HOME/artifacts.key); see artifact_key
     artifacts_key: Path | None = None
+    #: OMTEL_RETENTION: seconds the embedded store keeps rows (None: forever); see stores/retention.py
+    retention: float | None = 30 * 86400.0
 
     def __repr__(self) -> str:
         # URLs carry credentials (clickhouse://u:secret@h, redis://:secret@h) and reprs get pasted into tickets
@@ -174,6 +199,7 @@ def settings() -> Settings:
     protocols = {s: env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
                  or "http/protobuf" for s in _SIGNALS}
     loglevel = env.get("OMTEL_LOGLEVEL", "INFO").upper()
+    max_queue = int(_float(env, "OMTEL_MAX_QUEUE", 200_000))
     return Settings(
         home=home,
         store_url=store_url,
@@ -186,15 +212,23 @@ def settings() -> Settings:
         exporters=_exporters(env),
         otlp_protocols=protocols,
         flush_interval=_float(env, "OMTEL_FLUSH_INTERVAL", 0.2),
-        max_queue=int(_float(env, "OMTEL_MAX_QUEUE", 200_000)),
+        max_queue=max_queue,
         flush_timeout=_seconds(env, "OMTEL_FLUSH_TIMEOUT", 1.0),
         exit_timeout=_seconds(env, "OMTEL_EXIT_TIMEOUT", 2.0),
         retry_interval=_seconds(env, "OMTEL_RETRY_INTERVAL", 1.0, above=0),
         broker_polling=_float(env, "OMTEL_BROKER_POLLING", 0.01),
         worker_concurrency=int(_float(env, "OMTEL_WORKER_CONCURRENCY", 2)),
         profile_interval=_float(env, "OMTEL_PROFILE_INTERVAL", 1.0),
-        otlp_logs_delay=_float(env, "OTEL_BLRP_SCHEDULE_DELAY", 5000) / 1000,
-        otlp_spans_delay=_float(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
+        batching={"logs": _batching(env, max_queue, "OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_MAX_QUEUE_SIZE",
+                                    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "OTEL_BLRP_EXPORT_TIMEOUT"),
+                  "traces": _batching(env, max_queue, "OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE",
+                                      "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_EXPORT_TIMEOUT")},
+        python_distro=env.get("OTEL_PYTHON_DISTRO") or None,
+        sdk_disabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true",  # the SDK's own test
+        log_attribute_count_limit=_limit(env, ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"),
+                                         128),
+        log_attribute_length_limit=_limit(env, ("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                                                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"), None),
         clickhouse_user=env.get("CLICKHOUSE_USER", "default"),
         clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
         imports=tuple(m.strip() for m in env.get("OMTEL_IMPORTS", "").split(",") if m.strip()),
@@ -203,7 +237,56 @@ def settings() -> Settings:
         max_line=_positive(env, "OMTEL_MAX_LINE", 65_536, at_least=80),
         artifacts=_folder(env, "OMTEL_ARTIFACTS"),
         artifacts_key=_folder(env, "OMTEL_ARTIFACTS_KEY"),
+        retention=_retention(env, "OMTEL_RETENTION", "30d"),
     )
+
+
+#: units of a duration such as OMTEL_RETENTION=30d (seconds each); the same letters as the readers' '5h' offsets
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str, name: str) -> float:
+    """Seconds of a duration such as ``30d``, ``12h`` or ``90m``: ``OMTEL_RETENTION`` and ``omtel prune
+    --older-than`` read the same syntax."""
+    m = _DURATION.match(text.lower())
+    if m is None or float(m[1]) <= 0:
+        raise ConfigurationError(f"{name}={text!r}: give a duration such as 30d, 12h or 90m (units: "
+                                 f"{', '.join(DURATION_UNITS)})")
+    return float(m[1]) * DURATION_UNITS[m[2]]
+
+
+def _retention(env: dict[str, str], name: str, default: str) -> float | None:
+    """``off`` (or ``never``, ``0``) keeps every row forever."""
+    raw = env.get(name, "").strip() or default
+    if raw.lower() in ("off", "never", "0", "none", "false"):
+        return None
+    return parse_duration(raw, name)
+
+
+def _batching(env: dict[str, str], max_queue: int, delay: str, queue: str, batch: str, timeout: str) -> Batching:
+    """One signal's batch processor settings, named as the SDK names them: milliseconds and whole numbers."""
+    return Batching(
+        schedule_delay=_seconds(env, delay, 5000) / 1000 if env.get(delay, "").strip() else None,
+        max_queue=_positive(env, queue, max_queue),
+        max_batch=_positive(env, batch, 4096),
+        export_timeout=_seconds(env, timeout, 30_000, above=0) / 1000,
+    )
+
+
+def _limit(env: dict[str, str], names: tuple[str, ...], default: int | None) -> int | None:
+    """An SDK attribute limit: the first of ``names`` that is set (``unset`` means no limit), else ``default``."""
+    for name in names:
+        raw = env.get(name, "").strip().lower()
+        if not raw:
+            continue
+        if raw == "unset":
+            return None
+        if not raw.isdigit():
+            raise ConfigurationError(f"{name}={env[name]!r}: give a whole number of at least 0, or 'unset' for no "
+                                     "limit (or unset it)")
+        return int(raw)
+    return default
 
 
 def _folder(env: dict[str, str], name: str) -> Path | None:
@@ -242,3 +325,9 @@ def _user() -> str:
 
 def reset_settings() -> None:
     settings.cache_clear()
+
+
+def cuda_visible_devices() -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` as this process has it now, not cached: it is the CUDA runtime's setting, which a
+    task may set for itself before it touches a GPU, and profiling reports only the devices it names."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")

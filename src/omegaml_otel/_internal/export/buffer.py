@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor
@@ -47,13 +46,14 @@ def _say(message: str) -> None:
 class ExportBuffer:
     def __init__(self, export: Callable[[list], None], *, name: str, interval: float = 0.2,
                  max_batch: int = 4096, max_queue: int = 200_000, block: bool = True, retry: float = 1.0,
-                 wait: float = 1.0, exit_wait: float = 2.0):
+                 wait: float = 1.0, exit_wait: float = 2.0, export_timeout: float = 30.0):
         """``export`` writes one batch and raises when the destination does not take it.
 
         ``block=False`` (a collector: it may be down for minutes) never makes the caller wait, not even when the
         collector is healthy: beyond ``max_queue`` pending records the oldest are dropped and counted instead.
         ``wait``: how long a caller's flush waits without progress; ``exit_wait``: how long ``shutdown`` may take
-        when the process's exit clock (``deadline.exiting``) is not running."""
+        when the process's exit clock (``deadline.exiting``) is not running; ``export_timeout``: how long one
+        export of the export thread may wait for the destination (OTEL_BLRP_EXPORT_TIMEOUT, OTEL_BSP_EXPORT_TIMEOUT)."""
         self._export = export
         self.name = name
         self.block = block
@@ -64,11 +64,25 @@ class ExportBuffer:
         self.retry = retry
         self.wait = wait
         self.exit_wait = exit_wait
+        self.export_timeout = export_timeout
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_in_parent,
+                            after_in_child=self._reset)
+
+    def _before_fork(self) -> None:
+        """No export of this process is under way at a fork (waiting at most ``wait``): whatever an export holds at
+        that moment (a module's import lock on its first request, a store's locks) stays held in the child, whose
+        own first export then waits for it forever. Celery forks its pool while the main process exports."""
+        self._held_for_fork = self._export_lock.acquire(timeout=self.wait)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._export_lock.release()
 
     def _reset(self) -> None:
         # a forked child must not re-export its parent's pending items, nor wait on a lock held at fork time
+        self._held_for_fork = False
         self._items: deque = deque()
         self._lock = threading.Lock()
         self._export_lock = threading.Lock()
@@ -76,6 +90,9 @@ class ExportBuffer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.dropped = 0
+        #: items ever added (since the fork): a task during which it did not change skips its pre-result flush
+        #: (capture/celery.py)
+        self.added = 0
         self.last_error: BaseException | None = None
         self._told_drops = False
         self._reported = 0
@@ -89,6 +106,7 @@ class ExportBuffer:
     def add(self, item: Any) -> None:
         with self._lock:
             self._items.append(item)
+            self.added += 1
             n = len(self._items)
         if self._thread is None:
             self._ensure_thread()
@@ -135,7 +153,8 @@ class ExportBuffer:
     def flush(self, wait: float | None = None) -> bool:
         """Write everything pending; True when the destination took it all.
 
-        ``wait=None`` (the export thread, an explicit flush) tries now and waits as long as the destination takes.
+        ``wait=None`` (the export thread, an explicit flush) tries now and waits for the destination up to the
+        export timeout per batch.
         A number is a caller's flush (before a task's result is sent, after a log call outside a task, before a
         read): a destination known to be failing is left to the export thread at once, and otherwise the flush
         gives up after ``wait`` seconds without progress, leaving the records to the export thread."""
@@ -163,7 +182,7 @@ class ExportBuffer:
                         return True
                     tried = True
                     try:
-                        with deadline.within(wait) if wait is not None else nullcontext():
+                        with deadline.within(self.export_timeout if wait is None else wait):
                             self._export(batch)
                     except BaseException as exc:  # telemetry must never break the task
                         self._keep(batch, exc)

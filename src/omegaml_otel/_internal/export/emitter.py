@@ -5,7 +5,10 @@ no-loss buffer as a light ``StoreLogRecord`` with the fields the store writes, s
 ``LogRecord``/``ReadWriteLogRecord``/``BoundedAttributes`` construction, which costs more than the rest of a bridged
 ``logger.info()`` together (docs/performance.md). With any other exporter configured, or providers built by
 someone else, records go through the SDK ``Logger`` as usual. Either way secrets are scrubbed here first
-(``scrub.py``): this is the one place every log record of the package passes.
+(``scrub.py``): this is the one place every log record of the package passes. The fast path applies the SDK's
+attribute limits (``LogRecordLimits``) exactly as the SDK does, with the SDK's own ``BoundedAttributes``, but only
+to a record that a limit can change: one with more attributes than the count limit, or any record when a value
+length limit is set.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import time
 from typing import Any
 
 from opentelemetry._logs import LoggerProvider, SeverityNumber
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordLimits
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
@@ -52,10 +57,14 @@ class StoreLogRecord:
 
 class LogEmitter:
     def __init__(self, provider: LoggerProvider, buffer: ExportBuffer | None = None,
-                 scrubber: Scrubber | None = None):
-        """``scrubber``: the process's (as the settings say; None when OMTEL_SCRUB is off) when not given."""
+                 scrubber: Scrubber | None = None, limits: LogRecordLimits | None = None):
+        """``scrubber``: the process's (as the settings say; None when OMTEL_SCRUB is off) when not given.
+        ``limits``: the attribute limits of the fast path (``buffer``), the same as the provider's."""
         self._provider = provider
         self._buffer = buffer
+        limits = limits or LogRecordLimits()
+        self._max_attributes = limits.max_log_record_attributes
+        self._max_length = limits.max_log_record_attribute_length
         self.scrubber = scrubber or default_scrubber()
         self._loggers: dict[str, Any] = {}
         self._scopes: dict[str, InstrumentationScope] = {}
@@ -76,6 +85,10 @@ class LogEmitter:
                         severity_text=severity_text, body=body, attributes=attributes, event_name=event_name,
                         context=context)
             return
+        if attributes and (self._max_length is not None or (self._max_attributes is not None
+                                                            and len(attributes) > self._max_attributes)):
+            attributes = BoundedAttributes(maxlen=self._max_attributes, attributes=attributes, immutable=False,
+                                           max_value_len=self._max_length, extended_attributes=True)
         ctx = get_current_span(context).get_span_context()
         instrumentation_scope = self._scopes.get(scope)
         if instrumentation_scope is None:

@@ -2,7 +2,9 @@
 
 ``pipeline()`` is idempotent per process. When another party (``opentelemetry-distro``, the user's own code) has
 already installed SDK providers, they are used as they are and only our capture is added to them. Forked children
-keep the providers (SDK 1.45 is fork-aware) and our buffers reset themselves at fork.
+keep the providers (SDK 1.45 is fork-aware), our buffers reset themselves at fork, and our resource takes the
+child's own ``process.pid``, ``process.parent_pid`` and ``service.instance.id`` (``ProcessResource``).
+With ``OTEL_SDK_DISABLED=true`` the pipeline is the API's no-op providers: nothing is captured or exported.
 """
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import atexit
 import os
 import sys
 import threading
+import uuid
 from dataclasses import dataclass, field
 
 from opentelemetry import _logs, metrics, trace
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
@@ -31,9 +35,9 @@ from omegaml_otel._internal.export.buffer import (
 from omegaml_otel._internal.export.emitter import LogEmitter
 from omegaml_otel._internal.export.scrub import scrubbing
 from omegaml_otel._internal.export.store import StoreMetricExporter, StoreWriter
-from omegaml_otel.conventions import HOST_NAME, PROCESS_PID, SERVICE_NAME, USER
+from omegaml_otel.conventions import HOST_NAME, INSTANCE_ID, PROCESS_PARENT_PID, PROCESS_PID, SERVICE_NAME, USER
 from omegaml_otel.errors import ConfigurationError, ExportFailed
-from omegaml_otel.settings import STORE_EXPORTER, Settings, settings
+from omegaml_otel.settings import STORE_EXPORTER, Batching, Settings, settings
 
 _OTLP = ("otlp", "otlp_proto_http")
 _CONSOLE_EXPORTERS = {"traces": ConsoleSpanExporter, "logs": ConsoleLogRecordExporter,
@@ -59,10 +63,21 @@ def _sending(buffers: dict[str, ExportBuffer], signal: str, name: str, cfg: Sett
     key = f"{signal} to {name}"
     if key not in buffers:
         one = signal == "metrics"  # a metric collection is exported alone: a retry then sends no duplicates
+        batching = _batching(cfg, signal)
         buffers[key] = ExportBuffer(_checked(*_exporter(signal, name, cfg), one_item=one), name=key,
-                                    interval=interval, max_batch=1 if one else 4096, max_queue=cfg.max_queue,
-                                    block=False, **_bounds(cfg))
+                                    interval=interval, max_batch=1 if one else batching.max_batch,
+                                    max_queue=batching.max_queue, block=False, export_timeout=batching.export_timeout,
+                                    **_bounds(cfg))
     return buffers[key]
+
+
+def _batching(cfg: Settings, signal: str) -> Batching:
+    """The signal's OTEL_BLRP_*/OTEL_BSP_* settings; metrics have none (their reader is their schedule)."""
+    return cfg.batching.get(signal) or Batching(max_queue=cfg.max_queue)
+
+
+#: seconds between exports to a collector when OTEL_BLRP_SCHEDULE_DELAY / OTEL_BSP_SCHEDULE_DELAY are unset (the SDK's)
+_COLLECTOR_DELAY = 5.0
 
 
 def _bounds(cfg: Settings) -> dict:
@@ -100,8 +115,10 @@ class Pipeline:
         """The emitter for this pipeline's logger provider: straight into the store's no-loss buffer when the
         store is the only log destination and the providers are ours, else through the SDK logger."""
         if self._emitter is None:
-            fast = self.owned and settings().store_only("logs")
-            self._emitter = LogEmitter(self.logger_provider, self.buffers.get("logs") if fast else None)
+            cfg = settings()
+            fast = self.owned and cfg.store_only("logs")
+            self._emitter = LogEmitter(self.logger_provider, self.buffers.get("logs") if fast else None,
+                                       limits=log_limits(cfg))
         return self._emitter
 
     @property
@@ -111,6 +128,8 @@ class Pipeline:
     def metric_exporters(self) -> list:
         """Fresh exporters for the configured metric destinations (profiling samplers own their readers)."""
         cfg = settings()
+        if cfg.sdk_disabled:
+            return []
         if self.writer is None:
             self.writer = StoreWriter(cfg.store_url)
         return [StoreMetricExporter(self.writer) if name == STORE_EXPORTER
@@ -174,13 +193,45 @@ _lock = threading.Lock()
 _os_exit = os._exit
 
 
+class ProcessResource(Resource):
+    """The pipeline's resource, whose process attributes are always this process's own.
+
+    Providers are built before Celery forks its pool, and every tracer, logger and record refers to this one
+    object: at fork the child gives it its own ``process.pid``, ``process.parent_pid`` (the worker's main process)
+    and a new ``service.instance.id``, so each pool child's records say which child wrote them."""
+
+    def __init__(self, attributes, schema_url: str | None = None):
+        super().__init__(attributes, schema_url)
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    @property
+    def attributes(self):
+        return self._process_attributes
+
+    def _renew(self) -> None:
+        self._process_attributes = BoundedAttributes(attributes={
+            **self._attributes, PROCESS_PID: os.getpid(), PROCESS_PARENT_PID: os.getppid(),
+            INSTANCE_ID: str(uuid.uuid4())}, immutable=True)
+
+
 def resource(cfg: Settings, role: str) -> Resource:
-    return Resource.create({
-        SERVICE_NAME: cfg.service_name or f"omegaml-{role}",
-        HOST_NAME: cfg.hostname,
-        USER: cfg.userid,
-        PROCESS_PID: os.getpid(),
-    })
+    """This process's resource: OTEL_RESOURCE_ATTRIBUTES and the SDK's defaults, our service name, host and user,
+    and the process attributes (``ProcessResource``)."""
+    made = Resource.create({SERVICE_NAME: cfg.service_name or f"omegaml-{role}", HOST_NAME: cfg.hostname,
+                            USER: cfg.userid})
+    return ProcessResource(made.attributes, made.schema_url)
+
+
+def log_limits(cfg: Settings) -> LogRecordLimits:
+    """The SDK's log record limits as the settings give them: our LoggerProvider and the emitter's fast path apply
+    the same ones."""
+    count, length = cfg.log_attribute_count_limit, cfg.log_attribute_length_limit
+    unset = LogRecordLimits.UNSET
+    return LogRecordLimits(max_attributes=unset if count is None else count,
+                           max_attribute_length=unset if length is None else length,
+                           max_log_record_attributes=unset if count is None else count,
+                           max_log_record_attribute_length=unset if length is None else length)
 
 
 def default_role() -> str:
@@ -255,6 +306,9 @@ def _is_sdk(provider) -> bool:
 
 
 def _build(cfg: Settings, role: str) -> Pipeline:
+    if cfg.sdk_disabled:
+        # OTEL_SDK_DISABLED: the API's no-op providers, no buffers and no store: every record is dropped at once
+        return Pipeline(trace.NoOpTracerProvider(), _logs.NoOpLoggerProvider(), metrics.NoOpMeterProvider())
     existing = (trace.get_tracer_provider(), _logs.get_logger_provider(), metrics.get_meter_provider())
     if all(_is_sdk(p) for p in existing):
         return Pipeline(*existing, owned=False)
@@ -262,25 +316,30 @@ def _build(cfg: Settings, role: str) -> Pipeline:
     writer = StoreWriter(cfg.store_url)
     buffers: dict[str, ExportBuffer] = {}
 
-    def buffer(name, export):
-        b = buffers[name] = ExportBuffer(export, name=name, interval=cfg.flush_interval, max_queue=cfg.max_queue,
+    def buffer(name, signal, export):
+        batching = _batching(cfg, signal)
+        interval = cfg.flush_interval if batching.schedule_delay is None else batching.schedule_delay
+        b = buffers[name] = ExportBuffer(export, name=name, interval=interval, max_batch=batching.max_batch,
+                                         max_queue=batching.max_queue, export_timeout=batching.export_timeout,
                                          **_bounds(cfg))
         return b
 
     # spans and log records: one buffered processor per destination, on a provider of ours unless one exists
     made = []
-    for signal, current, make, processor, add, install, store_buffer, write, delay in (
+    for signal, current, make, processor, add, install, store_buffer, write, limits in (
             ("traces", existing[0], TracerProvider, BufferedSpanProcessor, "add_span_processor",
-             trace.set_tracer_provider, "spans", writer.spans, cfg.otlp_spans_delay),
+             trace.set_tracer_provider, "spans", writer.spans, {}),  # span limits: the SDK reads them itself
             ("logs", existing[1], LoggerProvider, BufferedLogProcessor, "add_log_record_processor",
-             _logs.set_logger_provider, "logs", writer.logs, cfg.otlp_logs_delay)):
+             _logs.set_logger_provider, "logs", writer.logs, {"log_record_limits": log_limits(cfg)})):
         if _is_sdk(current):
             made.append(current)
             continue
-        provider = make(resource=res)
+        provider = make(resource=res, **limits)
+        delay = _batching(cfg, signal).schedule_delay
         for name in cfg.exporters[signal]:
-            made_processor = processor(buffer(store_buffer, write) if name == STORE_EXPORTER
-                                       else _sending(buffers, signal, name, cfg, delay))
+            made_processor = processor(buffer(store_buffer, signal, write) if name == STORE_EXPORTER
+                                       else _sending(buffers, signal, name, cfg,
+                                                     _COLLECTOR_DELAY if delay is None else delay))
             # spans are scrubbed on their way to every destination (log records: in LogEmitter.emit)
             getattr(provider, add)(scrubbing(made_processor) if signal == "traces" else made_processor)
         install(provider)

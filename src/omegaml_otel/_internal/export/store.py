@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -16,12 +17,18 @@ from omegaml_otel.settings import settings
 
 
 class StoreWriter:
-    """Opens the store on first write, so a bad path is reported when data flows, not when a process starts."""
+    """Opens the store on first write, so a bad path is reported when data flows, not when a process starts.
+
+    The store's engine module is imported at once, though, in the thread that builds the writer (before Celery
+    forks its pool): the first write often runs in an export thread, and an import under way in another thread at
+    the moment of a fork leaves that module's import lock held in the child, whose own first write then waits for
+    it forever."""
 
     def __init__(self, url: str):
         self.url = url
         self._store: Store | None = None
         self._lock = threading.Lock()
+        _import_engine(url)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
@@ -45,8 +52,34 @@ class StoreWriter:
             self.store.write(table, batch)
 
 
+def _import_engine(url: str) -> None:
+    """Import the module of the engine ``url`` names (see StoreWriter); a missing extra is reported on first write."""
+    scheme = urlsplit(url).scheme
+    # imported here, not at the top: a process imports only the engine its store URL names (as open_store does)
+    try:
+        if scheme == "sqlite":
+            import omegaml_otel._internal.stores.sqlite  # noqa: F401
+        elif scheme in ("chdb", "clickhouse", "clickhouses"):
+            import omegaml_otel._internal.stores.clickhouse  # noqa: F401
+    except ImportError:
+        pass
+
+
+#: the writer of the exporters that a configurator builds, one per process and store URL (see _default_writer)
+_writers: dict[str, StoreWriter] = {}
+_writers_lock = threading.Lock()
+
+
 def _default_writer() -> StoreWriter:
-    return StoreWriter(settings().store_url)
+    """One writer for all exporters a configurator builds (opentelemetry-distro builds one per signal): one store
+    connection per process, whose lock serialises the signals' writes, instead of one connection per signal opening
+    and writing the same file at once."""
+    url = settings().store_url
+    with _writers_lock:
+        writer = _writers.get(url)
+        if writer is None:
+            writer = _writers[url] = StoreWriter(url)
+        return writer
 
 
 class StoreSpanExporter(SpanExporter):
