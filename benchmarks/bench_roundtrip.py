@@ -11,10 +11,16 @@ Three sides, measured in the same run, each by its own client process, in altern
   ping task returning the same dict, started as ``celery -A plain_app worker --pool=prefork --concurrency=2`` with
   its own broker folder, and a client that imports no OpenTelemetry.
 
-Both workers run during the whole benchmark (each polls its broker folder every 10 ms), so the idle cost of the
-other one is shared by all sides. The reported figure is the median round trip; ratios are medians vs plain.
+``--broker`` picks the broker both workers use: the embedded ``filesystem`` broker (the default), ``redis``
+(127.0.0.1:6379, an empty database for each worker, Redis results) or ``amqp`` (RabbitMQ at 127.0.0.1:5672, a
+virtual host for each worker, ``rpc://`` results). The filesystem broker polls every 10 ms, which hides part of the
+instrumentation's cost in the tick; Redis and RabbitMQ push each message, so there the cost shows in full.
 
-    python benchmarks/bench_roundtrip.py [--rounds 15 --block 20] [--quick]
+Both workers run during the whole benchmark (on the filesystem broker each polls its folder every 10 ms), so the
+idle cost of the other one is shared by all sides. The reported figure is the median round trip; ratios are
+medians vs plain.
+
+    python benchmarks/bench_roundtrip.py [--rounds 15 --block 20] [--quick] [--broker filesystem|redis|amqp]
 """
 from __future__ import annotations
 
@@ -25,6 +31,9 @@ import re
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,12 +53,13 @@ from _common import (  # noqa: E402
 
 SIDES = ("plain", "logging off", "logging on")
 TARGETS = {"logging on": 1.25, "logging off": 1.10}
+BROKERS = ("filesystem", "redis", "amqp")
 
 
 # -- client side (a subprocess per side) -----------------------------------------------------------------------------
 def client(side: str) -> None:
     if side == "plain":
-        from plain_app import app
+        from plain_app import app, instrumenting_modules
 
         def ping():
             return app.send_task("omegaml.tasks.omega_ping").get(timeout=10, interval=0.01)
@@ -80,8 +90,8 @@ def client(side: str) -> None:
         if cmd == "CHECK":
             mods = app.send_task("bench.plain_otel_modules").get(timeout=10, interval=0.01) if side == "plain" \
                 else []
-            print(json.dumps({"client": sorted(m for m in sys.modules if m.startswith("opentelemetry")),
-                              "worker": mods}), flush=True)
+            print(json.dumps({"client": instrumenting_modules() if side == "plain" else [], "worker": mods}),
+                  flush=True)
             continue
         times = []
         for _ in range(int(cmd)):
@@ -138,12 +148,49 @@ def task_durations(om, sides_by_pid: dict[int, str]) -> dict[str, float]:
         return {}
 
 
+# -- brokers -------------------------------------------------------------------------------------------------------
+@contextmanager
+def broker_urls(broker: str) -> Iterator[tuple[str | None, str | None]]:
+    """(instrumented side's OMTEL_BROKER, plain side's): separate, empty channels on one server, removed afterwards;
+    (None, None) for the embedded broker, whose folder is under each side's own OMTEL_HOME."""
+    if broker == "filesystem":
+        yield None, None
+    elif broker == "redis":
+        import redis  # local: only this broker needs the client
+
+        empty = [db for db in range(15, 0, -1) if redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() == 0]
+        if len(empty) < 2:
+            raise SystemExit("bench_roundtrip: needs two empty databases on the Redis server at 127.0.0.1:6379")
+        try:
+            yield f"redis://127.0.0.1:6379/{empty[0]}", f"redis://127.0.0.1:6379/{empty[1]}"
+        finally:
+            for db in empty[:2]:
+                redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+    else:
+        hosts = [f"omtel-bench-{side}-{uuid.uuid4().hex[:8]}" for side in ("om", "plain")]
+        try:
+            for vhost in hosts:
+                _rabbitmqctl("add_vhost", vhost)
+                _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            yield tuple(f"amqp://guest:guest@127.0.0.1:5672/{vhost}" for vhost in hosts)
+        finally:
+            for vhost in hosts:
+                subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    proc = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if proc.returncode:
+        raise SystemExit(f"bench_roundtrip: rabbitmqctl {' '.join(args)}: {proc.stderr.strip()} (is RabbitMQ up?)")
+
+
 # -- driver --------------------------------------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--block", type=int, default=20, help="pings per side per round (sides alternate)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 rounds of 10")
+    ap.add_argument("--broker", choices=BROKERS, default="filesystem", help="the broker both workers use")
     ap.add_argument("--client", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.client:
@@ -151,16 +198,24 @@ def main() -> int:
         return 0
     if args.quick:
         args.rounds, args.block = 3, 10
+    with broker_urls(args.broker) as (om_broker, plain_broker):
+        return measure(args, om_broker, plain_broker)
 
+
+def measure(args, om_broker: str | None, plain_broker: str | None) -> int:
     plain_home = fresh_home("roundtrip-plain")
     home = fresh_home("roundtrip")          # this process's OMTEL_HOME: the instrumented side
+    if om_broker:
+        os.environ["OMTEL_BROKER"] = om_broker   # before omegaml_otel is imported: this process pings the worker
     env_om = {**os.environ, "PYTHONPATH": pythonpath(BENCH_DIR)}
     env_plain = {**env_om, "OMTEL_HOME": str(plain_home)}
+    if plain_broker:
+        env_plain["OMTEL_BROKER"] = plain_broker
     # the filesystem transport writes a control/ folder into the cwd of every process that uses it: keep it in the
     # temporary homes (the omtel worker inherits this process's cwd)
     os.chdir(home)
-    print(f"# task round trip, {args.rounds} rounds x {args.block} pings per side; {machine()}; "
-          f"load {loadavg()}")
+    print(f"# task round trip on the {args.broker} broker, {args.rounds} rounds x {args.block} pings per side; "
+          f"{machine()}; load {loadavg()}")
 
     from omegaml_otel._internal.runtimes.worker import stop_process, worker_process
 
@@ -237,13 +292,13 @@ def main() -> int:
                                                                   sorted(task_ms.items())))
         for k, v in task_ms.items():
             result["task_" + k.replace(" ", "_") + "_ms"] = v
-    print(f"# OpenTelemetry modules in the plain client: {len(check['client'])}, in a plain worker child: "
-          f"{len(check['worker'])}")
+    print(f"# instrumenting modules (plain_app.INSTRUMENTING) in the plain client: {len(check['client'])}, in a plain "
+          f"worker child: {len(check['worker'])}")
     if check["client"] or check["worker"]:
-        print("# WARNING: the plain side loaded OpenTelemetry modules: " + ", ".join(check["client"] + check["worker"]))
+        print("# WARNING: the plain side loaded instrumenting modules: " + ", ".join(check["client"] + check["worker"]))
     remove_home(home)
     remove_home(plain_home)
-    emit_result("roundtrip", result)
+    emit_result("roundtrip" if args.broker == "filesystem" else f"roundtrip_{args.broker}", result)
     return 0
 
 

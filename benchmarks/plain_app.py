@@ -4,10 +4,15 @@ The baseline of bench_roundtrip.py. Started as::
 
     OMTEL_HOME=<its own folder> PYTHONPATH=benchmarks celery -A plain_app worker --pool=prefork --concurrency=2
 
-``celery_config(settings())`` is the very dict the instrumented runtime's app gets (filesystem broker under
-``$OMTEL_HOME/broker`` with 10 ms polling, ``file://`` results, json, queue ``omegaml``); importing
-``omegaml_otel.settings`` and ``omegaml_otel._internal.runtimes.app`` loads no OpenTelemetry module, which
-``bench.plain_otel_modules`` lets the benchmark verify inside a pool child.
+``celery_config(settings())`` is the very dict the instrumented runtime's app gets (by default the filesystem broker
+under ``$OMTEL_HOME/broker`` with 10 ms polling and ``file://`` results; with ``OMTEL_BROKER`` set, that Redis or
+RabbitMQ broker and its result backend; json, queue ``omegaml``); importing ``omegaml_otel.settings`` and
+``omegaml_otel._internal.runtimes.app`` loads no OpenTelemetry module, which ``bench.plain_otel_modules`` lets the
+benchmark verify inside a pool child.
+
+redis-py (7 and later) imports parts of the OpenTelemetry SDK itself, for its own optional metrics, which it leaves
+off: so on Redis the plain side has OpenTelemetry modules too. What must never be loaded there is what would
+instrument it, ``INSTRUMENTING``.
 """
 from __future__ import annotations
 
@@ -19,6 +24,10 @@ from celery import Celery
 
 from omegaml_otel._internal.runtimes.app import celery_config
 from omegaml_otel.settings import settings
+
+#: modules whose presence would mean the plain side is instrumented: tracing, logging, exporters, instrumentors, ours
+INSTRUMENTING = ("opentelemetry.sdk.trace", "opentelemetry.sdk._logs", "opentelemetry.exporter",
+                 "opentelemetry.instrumentation", "omegaml_otel._internal.capture", "omegaml_otel._internal.export")
 
 app = Celery("plain")
 app.conf.update(celery_config(settings()))
@@ -39,5 +48,9 @@ def omega_ping(task, *args, **kwargs):
 
 @app.task(name="bench.plain_otel_modules")
 def plain_otel_modules():
-    """The OpenTelemetry modules loaded in this pool child (the benchmark expects none)."""
-    return sorted(m for m in sys.modules if m.startswith("opentelemetry"))
+    """The instrumenting modules loaded in this pool child (the benchmark expects none)."""
+    return instrumenting_modules()
+
+
+def instrumenting_modules() -> list[str]:
+    return sorted(m for m in sys.modules if m.startswith(INSTRUMENTING))

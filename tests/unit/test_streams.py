@@ -156,7 +156,7 @@ def test_carriage_return_updates_keep_the_latest_state_of_the_line():
     for i in range(1, 2001):
         bridge.write(f"\rprogress {i}/2000")
     assert finished(exporter) == []
-    assert bridge._size == len("progress 2000/2000")  # the earlier states were let go, not accumulated
+    assert bridge.current_line().size == len("progress 2000/2000")  # the earlier states were let go, not accumulated
     bridge.write("\n")
     bridge.write("epoch 1 5% \r epoch 1 100%\n")  # a \r inside one write too
     assert [r.body for r in finished(exporter)] == ["progress 2000/2000", " epoch 1 100%"]
@@ -194,7 +194,8 @@ def test_many_small_writes_of_one_line_are_joined_once():
     bridge, _, exporter = _bridge()
     for i in range(5000):
         bridge.write(str(i % 10))
-    assert len(bridge._pieces) == 5000 and bridge._size == 5000  # kept as pieces, not re-copied per write
+    line = bridge.current_line()
+    assert len(line.pieces) == 5000 and line.size == 5000  # kept as pieces, not re-copied per write
     bridge.write("\n")
     [rec] = finished(exporter)
     assert rec.body == "0123456789" * 500

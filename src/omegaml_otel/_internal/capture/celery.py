@@ -7,7 +7,8 @@ Wraps the upstream ``opentelemetry-instrumentation-celery`` (producer ``apply_as
   tags spans);
 - log records are flushed *before* the backend publishes the result (``mark_as_done``/``mark_as_failure``), so a
   client's ``.get()`` followed by a read of the store never misses a row (upstream's ``task_postrun`` comes after
-  the result is published);
+  the result is published); a task that emitted no record skips the flush (what is pending then is the previous
+  task's tail, such as Celery's 'succeeded in' line, which the export thread writes in its next batch);
 - all providers are flushed in ``worker_process_shutdown``, so recycled children (``max_tasks_per_child``) and
   warm shutdown lose nothing (a pool child leaves with ``os._exit``: no atexit handler runs);
 - tasks sent inside an experiment's block are tracked on the worker (``TaskRun``).
@@ -32,6 +33,7 @@ from wrapt import wrap_function_wrapper
 from omegaml_otel._internal import deadline
 from omegaml_otel._internal.capture import streams
 from omegaml_otel._internal.capture.context import record_attributes
+from omegaml_otel._internal.capture.hardware import warm_packages
 from omegaml_otel._internal.capture.package import _instruments
 from omegaml_otel._internal.capture.profiling import cpu_meter
 from omegaml_otel._internal.capture.tracking import TaskRun
@@ -76,8 +78,11 @@ class CeleryInstrumentor(BaseInstrumentor):
                                       meter_provider=providers["meter_provider"],
                                       use_span_links=kwargs.get("use_span_links", False))
         self._tokens = {}
+        #: per running task: how many records the store's log buffer had taken when it started
+        self._added_at_start: dict[str, int | None] = {}
         self._runs: dict[str, TaskRun] = {}
         cpu_meter()  # prime CPU percentages before the pool forks: a profiled task's first sample is meaningful
+        signals.worker_before_create_process.connect(_warm_before_fork, weak=False)
         signals.task_prerun.connect(self._prerun, weak=False)
         signals.task_postrun.connect(self._postrun, weak=False)
         signals.worker_process_shutdown.connect(self._shutdown, weak=False)
@@ -90,11 +95,13 @@ class CeleryInstrumentor(BaseInstrumentor):
         signals.task_postrun.disconnect(self._postrun)
         signals.worker_process_shutdown.disconnect(self._shutdown)
         signals.worker_shutdown.disconnect(self._shutdown)
+        signals.worker_before_create_process.disconnect(_warm_before_fork)
         for name in _BACKEND_CALLS:
             unwrap(Backend, name)
         self._upstream.uninstrument()
 
     def _prerun(self, task_id=None, task=None, args=None, kwargs=None, **_):
+        self._added_at_start[task_id] = self._logs_added()
         attrs = {**record_attributes.get(), TASK_ID: task_id or "", TASK_NAME: task.name}
         self._tokens[task_id] = record_attributes.set(attrs)
         self._track_start(task_id, task, args, kwargs)
@@ -121,6 +128,7 @@ class CeleryInstrumentor(BaseInstrumentor):
         if task_id in self._runs:  # eager tasks publish no result, so no backend call ended the run
             self._track_end(task_id, _postrun_event(state), retval)
         streams.flush_partial()
+        self._added_at_start.pop(task_id, None)
         token = self._tokens.pop(task_id, None)
         if token is not None:
             try:
@@ -140,10 +148,24 @@ class CeleryInstrumentor(BaseInstrumentor):
         try:
             if args and wrapped.__name__ != "mark_as_retry":
                 self._mark_task_end(args[0])
-            self._flush_logs()
+            if not args or self._emitted_since_start(args[0]):
+                self._flush_logs()
         except Exception:  # never keep a result from being published
             pass
         return wrapped(*args, **kwargs)
+
+    def _logs_added(self) -> int | None:
+        """How many records the pipeline's store log buffer has taken so far; None where there is none to watch
+        (the collector path, providers handed in), and so every pre-result flush runs."""
+        buffer = self._pipeline.buffers.get("logs") if self._uses_pipeline else None
+        return None if buffer is None else buffer.added
+
+    def _emitted_since_start(self, task_id: str) -> bool:
+        """Whether a record may have been emitted since the task started (by it, or by another task of a threads
+        pool: then the flush runs too). A ping with logging off emits none: its pre-result flush, a SQLite write of
+        the previous task's tail, was about half of the worker's extra time per task (docs/performance.md, 13)."""
+        start = self._added_at_start.get(task_id)
+        return start is None or start != self._logs_added()
 
     def _mark_task_end(self, task_id: str) -> None:
         """Where log records travel through a collector, emit one more record after all of a task's records.
@@ -170,6 +192,12 @@ class CeleryInstrumentor(BaseInstrumentor):
         for provider in self._handed:  # their owner shuts them down at exit, which a pool child never reaches
             # the SDK's force_flush ignores its timeout and retries a down collector: left behind when time is up
             deadline.run_within(provider.force_flush, deadline.remaining(budget))
+
+
+def _warm_before_fork(**kwargs) -> None:
+    """A prefork pool is about to fork a child: read the ``system`` event's package list once here (12 ms), so
+    that no child's first profiled task reads it again. Only workers warm it; a client never profiles a task."""
+    warm_packages()
 
 
 def _nothing() -> None:

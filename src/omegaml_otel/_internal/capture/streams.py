@@ -11,6 +11,11 @@ so 20,000 updates make one record of the final state, at the cost of the text wr
 line is kept as a list of pieces, never re-copied on each write. A line longer than ``OMTEL_MAX_LINE`` characters
 is split into records of that size, each but the last ending with ``CONTINUED``, so memory and record size stay
 bounded even for output that never ends a line.
+
+``sys.stdout`` is one object for the whole process, but tasks of a threads or gevent pool print at the same time:
+each context (a thread, a greenlet, an asyncio task) keeps its own unterminated line, and each line is emitted with
+the record attributes and the task logging mode of the context that wrote it. Two tasks' halves of a line are never
+joined, and a print is never attributed to another task.
 """
 from __future__ import annotations
 
@@ -50,10 +55,8 @@ class StreamBridge(io.TextIOBase):
         self._provider = logger_provider
         self._emitter = None
         self.max_line = max_line or settings().max_line
-        #: the unterminated line: its pieces since the last \r, their length, and whether a \r ended the last one
-        self._pieces: list[str] = []
-        self._size = 0
-        self._cr = False
+        #: the unterminated line of the writing context; its contexts' are separate (see the module doc)
+        self._line: ContextVar[_Line] = ContextVar(f"omtel_{name}_line")
         self._buffer: _BytesBridge | None = None
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork)
@@ -67,16 +70,17 @@ class StreamBridge(io.TextIOBase):
             s = s.decode("utf-8", "backslashreplace") if isinstance(s, (bytes, bytearray)) else str(s)
         if guard.active():
             return self._passthrough(s)
-        with self._lock:
+        line = self.current_line()
+        with self._lock:  # a line object can be shared by contexts copied from one another (asyncio, executors)
             if "\n" in s:
                 *ends, rest = s.split("\n")
                 lines = []
                 for end in ends:
-                    self._add(end, lines)
-                    lines.append(self._take())
-                self._add(rest, lines)
+                    self._add(line, end, lines)
+                    lines.append(line.take())
+                self._add(line, rest, lines)
             else:
-                lines = self._add(s, None)
+                lines = self._add(line, s, None)
         target = redirect.get()
         if lines:
             for line in lines:
@@ -85,43 +89,45 @@ class StreamBridge(io.TextIOBase):
             self._passthrough(s)
         return len(s)
 
-    def _add(self, text: str, lines: list[str] | None) -> list[str] | None:
-        """Add ``text`` (no newline in it) to the unterminated line, under the lock. A \\r makes the text after it
-        the whole line, except a \\r at the end: that one waits, as it may be the first half of a \\r\\n."""
+    def current_line(self) -> _Line:
+        """The writing context's unterminated line (made on its first write)."""
+        line = self._line.get(None)
+        if line is None:
+            line = _Line()
+            self._line.set(line)
+        return line
+
+    def _add(self, line: _Line, text: str, lines: list[str] | None) -> list[str] | None:
+        """Add ``text`` (no newline in it) to the unterminated ``line``, under the lock. A \\r makes the text after
+        it the whole line, except a \\r at the end: that one waits, as it may be the first half of a \\r\\n."""
         if not text:
             return lines
         core = text.rstrip("\r")
         if not core:  # only \r: whatever comes next starts the line afresh
-            self._cr = True
+            line.cr = True
             return lines
         cut = core.rfind("\r")
-        if cut >= 0 or self._cr:
-            self._pieces, self._size = [], 0
-        self._cr = len(core) < len(text)
+        if cut >= 0 or line.cr:
+            line.pieces, line.size = [], 0
+        line.cr = len(core) < len(text)
         if cut >= 0:
             core = core[cut + 1:]
-        self._pieces.append(core)
-        self._size += len(core)
-        if self._size > self.max_line:
-            lines = self._split(lines)
+        line.pieces.append(core)
+        line.size += len(core)
+        if line.size > self.max_line:
+            lines = self._split(line, lines)
         return lines
 
-    def _split(self, lines: list[str] | None) -> list[str]:
+    def _split(self, line: _Line, lines: list[str] | None) -> list[str]:
         """Cut records of ``max_line`` characters off a line that grew longer than that."""
-        data = "".join(self._pieces)
+        data = "".join(line.pieces)
         lines = [] if lines is None else lines
         n = self.max_line
         while len(data) > n:
             lines.append(data[:n] + CONTINUED)
             data = data[n:]
-        self._pieces, self._size = [data], len(data)
+        line.pieces, line.size = [data], len(data)
         return lines
-
-    def _take(self) -> str:
-        """The unterminated line, now ended (under the lock)."""
-        line = self._pieces[0] if len(self._pieces) == 1 else "".join(self._pieces)
-        self._pieces, self._size, self._cr = [], 0, False
-        return line
 
     def _passthrough(self, s: str) -> int:
         if self.original is None:
@@ -140,9 +146,9 @@ class StreamBridge(io.TextIOBase):
                 pass
 
     def flush_partial(self) -> None:
-        """Emit an unterminated last line (at the end of a task)."""
+        """Emit the writing context's unterminated last line (at the end of a task)."""
         with self._lock:
-            line = self._take()
+            line = self.current_line().take()
         if line:
             self._emit(line, redirect.get())
 
@@ -186,6 +192,24 @@ class StreamBridge(io.TextIOBase):
                                severity_text=self._severity[1], body=line, attributes=attrs)
         except Exception:  # a print must never fail because of telemetry
             pass
+
+
+class _Line:
+    """The unterminated line of one context: its pieces since the last \\r, their length, and whether a \\r ended
+    the last one. Pieces are joined once, when the line ends, never re-copied on each write."""
+
+    __slots__ = ("pieces", "size", "cr")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.size = 0
+        self.cr = False
+
+    def take(self) -> str:
+        """The line, now ended (under the bridge's lock)."""
+        text = self.pieces[0] if len(self.pieces) == 1 else "".join(self.pieces)
+        self.pieces, self.size, self.cr = [], 0, False
+        return text
 
 
 class _BytesBridge(io.RawIOBase):
