@@ -230,7 +230,8 @@ def test_time_filters(om):
     # relative times first, while 'second' is less than a second old and 'first' more than two
     assert list(get(since=timedelta(seconds=1)).msg) == ["second"]
     assert list(get(since="1s").msg) == ["second"]
-    assert list(get(end=timedelta(seconds=1)).msg) == ["log init", "first"]  # 'until 1 s ago'
+    # end adds a timedelta (omega-ml's rule): until 1 s ago
+    assert list(get(end=-timedelta(seconds=1)).msg) == ["log init", "first"]
     # timedeltas and '5m'-style offsets mean 'that long ago'
     assert list(get(since=timedelta(minutes=5)).msg) == ["log init", "first", "second"]
     assert list(get(since="5m").msg) == ["log init", "first", "second"]

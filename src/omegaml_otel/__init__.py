@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # what editors and type checkers see of the names resolved on
     from omegaml_otel import errors as errors
     from omegaml_otel import settings as settings
     from omegaml_otel import telemetry as telemetry
+    from omegaml_otel._internal.compat.experiment import NoTrackTracker as NoTrackTracker
+    from omegaml_otel._internal.compat.experiment import OmegaProfilingTracker as OmegaProfilingTracker
+    from omegaml_otel._internal.compat.experiment import OmegaSimpleTracker as OmegaSimpleTracker
     from omegaml_otel._internal.compat.logger import SimpleLogger
     from omegaml_otel._internal.export.pipeline import pipeline as setup  # noqa: F401
     from omegaml_otel._internal.runtimes.client import Runtime
@@ -59,6 +62,10 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "JobError": ("omegaml_otel.errors", "JobError"),
     "ExportFailed": ("omegaml_otel.errors", "ExportFailed"),
     "ArtifactError": ("omegaml_otel.errors", "ArtifactError"),
+    # omega-ml's tracker classes: what om.runtime.experiment() returns is an instance of one of them
+    "OmegaSimpleTracker": ("omegaml_otel._internal.compat.experiment", "OmegaSimpleTracker"),
+    "OmegaProfilingTracker": ("omegaml_otel._internal.compat.experiment", "OmegaProfilingTracker"),
+    "NoTrackTracker": ("omegaml_otel._internal.compat.experiment", "NoTrackTracker"),
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -24,7 +24,7 @@ from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
-from omegaml_otel.conventions import EVENT, EXPERIMENT, EXPERIMENT_SCOPE, KEY, RUN, VALUE
+from omegaml_otel.conventions import EVENT, EXPERIMENT, EXPERIMENT_SCOPE, EXTRA_PREFIX, KEY, RUN, VALUE
 from omegaml_otel.settings import settings
 
 
@@ -52,8 +52,9 @@ def main(experiment: str, name: str, marker: str, how: str) -> None:
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter.load()()))
     provider.get_logger(EXPERIMENT_SCOPE).emit(LogRecord(
         timestamp=time.time_ns(), severity_number=SeverityNumber.INFO, severity_text="INFO", body=f"artifact {name}",
+        # shaped as log_artifact() writes one, its name extra field included, so restore_artifacts(name=) finds it
         attributes={EXPERIMENT: experiment, RUN: uuid.uuid4().hex, EVENT: "artifact", KEY: name,
-                    VALUE: json.dumps(value)}))
+                    VALUE: json.dumps(value), EXTRA_PREFIX + "name": name}))
     provider.shutdown()
     assert not Path(marker).exists()
 

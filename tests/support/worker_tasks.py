@@ -55,3 +55,20 @@ def crash_after_burst(n: int, name: str, how: str, pause: float = 0.0) -> None:
     if how == "exit":
         os._exit(1)
     ctypes.string_at(0)
+
+
+@shared_task(name="tests.spin", base=OmegaTask)
+def spin(seconds: float) -> dict:
+    """Keep one core busy for ``seconds`` of wall time (profiling tests: a task whose own CPU is high), and say how
+    much of a core it got: on a crowded machine that is less than all of one."""
+    cpu0, start = time.process_time(), time.monotonic()
+    while time.monotonic() < start + seconds:
+        pass
+    return {"cpu_seconds": time.process_time() - cpu0, "wall_seconds": time.monotonic() - start}
+
+
+@shared_task(name="tests.nap", base=OmegaTask)
+def nap(seconds: float) -> float:
+    """Sleep ``seconds`` (profiling tests: a task whose own CPU stays near zero while the host's may not)."""
+    time.sleep(seconds)
+    return seconds

@@ -9,13 +9,48 @@ import pandas as pd
 import pytest
 
 from omegaml_otel._internal.compat.levels import SIMPLE_LEVELS, python_level, simple_level
-from omegaml_otel._internal.compat.timeparse import parse_time
+from omegaml_otel._internal.compat.timeparse import dtrelative, parse_time
 
 NOW = datetime(2026, 1, 10, 12, 0, 0)
 
 
-def test_timedelta_is_that_long_ago():
+def test_timedelta_is_ago_for_since_and_ahead_for_end():
+    """omega-ml: ``since = now - delta``, ``end = now + delta``."""
     assert parse_time(timedelta(hours=1), name="since", now=NOW) == pd.Timestamp("2026-01-10 11:00:00")
+    assert parse_time(timedelta(hours=1), name="end", future=True, now=NOW) == pd.Timestamp("2026-01-10 13:00:00")
+
+
+@pytest.mark.parametrize("value", ["5m", "-5m", "+5m", " - 5m"])
+def test_the_argument_not_the_sign_gives_the_direction(value):
+    """omega-ml resolves since as dtrelative('-' + since) and end as dtrelative('+' + end): the sign is dropped."""
+    assert parse_time(value, name="since", now=NOW) == pd.Timestamp("2026-01-10 11:55:00")
+    assert parse_time(value, name="end", future=True, now=NOW) == pd.Timestamp("2026-01-10 12:05:00")
+
+
+@pytest.mark.parametrize("value", ["0y", "-0y", "+0y"])
+def test_zero_years_are_the_calendar_year_bounds(value):
+    assert parse_time(value, name="since", now=NOW) == pd.Timestamp("2026-01-01")
+    assert parse_time(value, name="end", future=True, now=NOW) == pd.Timestamp("2026-12-31")
+
+
+def test_unit_letters_as_omegaml_reads_them():
+    """'M' is the month (30 days), 'm' the minute; other letters in either case."""
+    assert parse_time("1M", name="since", now=NOW) == pd.Timestamp(NOW - timedelta(days=30))
+    assert parse_time("1m", name="since", now=NOW) == pd.Timestamp(NOW - timedelta(minutes=1))
+    assert parse_time("2H", name="since", now=NOW) == pd.Timestamp(NOW - timedelta(hours=2))
+    assert parse_time("1Q", name="since", now=NOW) == pd.Timestamp(NOW - timedelta(days=90))
+
+
+def test_dtrelative_keeps_the_sign():
+    assert dtrelative("+5m", NOW) == NOW + timedelta(minutes=5)
+    assert dtrelative("-5m", NOW) == NOW - timedelta(minutes=5)
+    assert dtrelative("-5m", NOW, as_delta=True) == timedelta(minutes=-5)
+    assert dtrelative("-0y", NOW, as_delta=True) == datetime(2026, 1, 1) - NOW
+    before = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert before <= dtrelative("0s") <= datetime.now(timezone.utc).replace(tzinfo=None)  # 'now' is UTC
+    for bad in ("5", "h", "5x", 5, None):
+        with pytest.raises(ValueError, match="invalid delta"):
+            dtrelative(bad, NOW)
 
 
 @pytest.mark.parametrize("value, expected", [

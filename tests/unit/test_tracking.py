@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -214,3 +218,59 @@ def test_task_run_with_own_run_emits_stop_and_ends_its_span():
     assert [r.attributes[EVENT] for r in finished(exporter)] == ["task_success", "stop"]
     assert run.own_run is None
     assert [s.name for s in span_exporter.get_finished_spans()] == ["experiment/exp1"]
+
+
+def test_a_profiling_task_run_logs_the_workers_system_before_task_call():
+    """Once per task run, what the worker runs on, as the client logs its own after ``start``."""
+    provider, exporter = memory_logs()
+    run = TaskRun("exp1", RUN_ID, "simple", 1.0, "task-1", "tasks.fit", emitter=LogEmitter(provider))
+    run.provider = "profiling"  # a profiling run's task, without its sampler (that would use this process's pipeline)
+    run.called((), {})
+    run.finished(Event.TASK_SUCCESS, {})
+    records = finished(exporter)
+    assert [r.attributes[EVENT] for r in records] == ["system", "task_call", "task_success"]
+    system = records[0]
+    assert system.attributes[KEY] == "system" and system.attributes[RUN] == RUN_ID
+    value = json.loads(system.attributes[VALUE])
+    assert value["platform"] == platform.uname()._asdict() and value["python"].endswith(platform.python_version())
+    assert any(p.startswith("omegaml-otel==") for p in value["packages"]) and value["hardware"]["cpu_count"] >= 1
+
+
+def test_a_failing_system_read_still_records_the_task(monkeypatch):
+    """A platform read that fails cannot be caused on this machine, so ``system_info`` is replaced by one that
+    raises: the run still gets its system row (saying why it is empty) and the task's own events."""
+    def broken():
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr("omegaml_otel._internal.capture.tracking.system_info", broken)
+    provider, exporter = memory_logs()
+    run = TaskRun("exp1", RUN_ID, "simple", 1.0, "task-1", "tasks.fit", emitter=LogEmitter(provider))
+    run.provider = "profiling"
+    run.called((), {})
+    system, call = finished(exporter)
+    assert "no /proc here" in json.loads(system.attributes[VALUE])["error"]
+    assert call.attributes[EVENT] == "task_call"
+
+
+_DECLARATIONS = """
+import sys
+from omegaml_otel._internal.capture.tracking import declared_provider
+
+first = declared_provider("exp", "profiling")
+again = declared_provider("exp", "simple")  # an existing experiment keeps its provider
+recreated = declared_provider("exp", None, recreate=True)  # omega-ml's recreate: a new tracker, 'simple' by default
+after = declared_provider("exp", "profiling")  # the newest declaration holds
+notrack = declared_provider("exp", "notrack")  # used as asked, never declared
+print(first, again, recreated, after, notrack, declared_provider("exp", None), *sorted(
+    {"pandas", "numpy", "pyarrow"} & set(sys.modules)))
+"""
+
+
+def test_declared_provider_takes_the_newest_declaration_without_pandas(tmp_path):
+    """A worker resolves an omega-ml client's ``__experiment`` here: plain rows, so it stays lean. Run in a process of
+    its own, with its own home: the lookup writes and reads through that process's pipeline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMTEL_", "OTEL_"))}
+    env.update(OMTEL_HOME=str(tmp_path / "home"))
+    run = subprocess.run([sys.executable, "-c", _DECLARATIONS], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["profiling", "profiling", "simple", "simple", "notrack", "simple"]

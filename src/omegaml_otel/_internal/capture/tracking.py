@@ -6,29 +6,29 @@ A run is a root span ``experiment/<name>``; its trace id is the run's unique id.
 (names in ``omegaml_otel.conventions``). The event is also the record's ``EventName``, but readers use the
 attribute: rotel's ClickHouse exporter does not write ``EventName``. The body starts with the event, so readers can
 filter on that plain column first. Inside a run's block the run travels to the workers as baggage; ``TaskRun``
-reads it back there and records ``task_call``/``task_success``/``task_failure``, sampling the worker while the task
-runs for the profiling provider.
+reads it back there and records ``task_call``/``task_success``/``task_failure``; for the profiling provider it also
+logs what the worker runs on (``system``) and samples the worker while the task runs.
 """
 from __future__ import annotations
 
 import base64
 import datetime as _dt
 import json
+import sys
 import time
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from opentelemetry import baggage, trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode
 
 from omegaml_otel._internal.capture.context import flush_outside_task, record_attributes
+from omegaml_otel._internal.capture.hardware import system_info
 from omegaml_otel._internal.capture.profiling import ProfileSampler, pipeline_sampler
 from omegaml_otel._internal.export.emitter import LogEmitter
 from omegaml_otel._internal.export.pipeline import emitter_for, flush_for_read, pipeline
-from omegaml_otel._internal.stores import Cond, MapKey, Store, default_store
+from omegaml_otel._internal.stores import Cond, MapKey, Store, default_store, schema
 from omegaml_otel._internal.stores.base import to_ns
 from omegaml_otel.conventions import (
     EVENT,
@@ -52,14 +52,18 @@ _LA = "LogAttributes"
 
 
 def to_jsonable(value: Any) -> Any:
-    """omega-ml's value coercion, without its silent ``str()`` of DataFrames: these become lists of records."""
-    if isinstance(value, pd.DataFrame):
+    """omega-ml's value coercion, without its silent ``str()`` of DataFrames: these become lists of records.
+
+    pandas and numpy are looked up, not imported: a value can only be one of their objects when its module is
+    loaded already, and a worker that logs plain values never loads them (lean workers)."""
+    pd, np = sys.modules.get("pandas"), sys.modules.get("numpy")
+    if pd is not None and isinstance(value, pd.DataFrame):
         return json.loads(value.to_json(orient="records", date_format="iso"))
-    if isinstance(value, pd.Series):
+    if pd is not None and isinstance(value, pd.Series):
         return json.loads(value.to_json(orient="values", date_format="iso"))
-    if isinstance(value, np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, np.generic):  # .item() may give a date, timedelta or bytes: convert that too
+    if np is not None and isinstance(value, np.generic):  # .item() may be a date, timedelta or bytes: convert it too
         return to_jsonable(value.item())
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
@@ -76,9 +80,10 @@ def to_jsonable(value: Any) -> Any:
 
 def emit_event(experiment: str, run_id: str, event: str, key: str | None = None, value: Any = None,
                step: int | None = None, dt: Any = None, extra: dict | None = None, provider: str | None = None,
-               emitter: LogEmitter | None = None) -> None:
-    """One experiment event as a log record (``emitter``: the pipeline's when not given)."""
-    attrs = {**record_attributes.get(), EXPERIMENT: experiment, RUN: run_id, EVENT: event}
+               emitter: LogEmitter | None = None, attributes: dict[str, str] | None = None) -> None:
+    """One experiment event as a log record (``emitter``: the pipeline's when not given). ``attributes`` replace
+    those of the current task's records (omega-ml's ``log_extra(taskid=...)`` names the event's task)."""
+    attrs = {**record_attributes.get(), **(attributes or {}), EXPERIMENT: experiment, RUN: run_id, EVENT: event}
     if key is not None:
         attrs[KEY] = str(key)
     if value is not None:
@@ -110,19 +115,25 @@ def event_conds(experiment: str, event: str | list | None = None, run: str | lis
     return conds
 
 
-def declared_provider(experiment: str, provider: str | None, store: Store | None = None) -> str:
-    """The provider the experiment was first declared with; a new experiment is declared with ``provider``
-    (default 'simple'). ``notrack`` is used as asked and never declared."""
+def declared_provider(experiment: str, provider: str | None, store: Store | None = None,
+                      recreate: bool = False) -> str:
+    """The provider of the experiment's newest declaration. A new experiment is declared with ``provider`` (default
+    'simple'), and so is one re-created (``recreate=True``: omega-ml drops the tracker, keeps its events and makes a
+    new tracker of ``provider``). ``notrack`` is used as asked and never declared.
+
+    Read as plain rows, not a DataFrame: a worker resolves an omega-ml client's ``__experiment`` kwarg here, and
+    lean workers never load pandas."""
     if provider == "notrack":
         return provider
-    try:
-        flush_for_read()
-        found = (store or default_store()).logs(conds=event_conds(experiment, Event.DECLARED),
-                                                columns=[MapKey(_LA, PROVIDER)], limit=1)
-    except StoreError:  # no readable store here (e.g. OTLP only): the caller's choice stands
-        found = ()
-    if len(found):
-        return found.iloc[0, 0]
+    if not recreate:
+        try:
+            flush_for_read()
+            found = (store or default_store()).rows(schema.LOGS, conds=event_conds(experiment, Event.DECLARED),
+                                                    columns=[MapKey(_LA, PROVIDER)], limit=1, descending=True)
+        except StoreError:  # no readable store here (e.g. OTLP only): the caller's choice stands
+            found = []
+        if found and found[0][0]:
+            return str(found[0][0])
     provider = provider or "simple"
     emit_event(experiment, "", Event.DECLARED, provider=provider)
     flush_outside_task()
@@ -204,9 +215,20 @@ class TaskRun:
             value = scrubber.value(value)
         value["args"] = [_short(a) for a in value["args"]]
         value["kwargs"] = {k: _short(v) for k, v in value["kwargs"].items()}
+        if self.provider == "profiling":  # as the seed's start, system: what this task runs on, the worker's
+            self._log_system()
         emit_event(self.experiment, self.run_id, Event.TASK_CALL, self.task_name, value, emitter=self._emitter)
         if self._sampler is not None:
             self._sampler.start()
+
+    def _log_system(self) -> None:
+        """The worker's ``system`` event, once per task run: a run's tasks may run on other machines than the
+        client that started it (whose own ``system`` event follows its ``start``)."""
+        try:
+            value = system_info()
+        except Exception as exc:  # what the worker runs on is extra: reading it must not cost the run its events
+            value = {"error": f"could not read the system information: {exc!r}"}
+        emit_event(self.experiment, self.run_id, Event.SYSTEM, "system", value, emitter=self._emitter)
 
     def finished(self, event: str, value: dict) -> None:
         if self._sampler is not None:

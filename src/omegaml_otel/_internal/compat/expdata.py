@@ -11,13 +11,27 @@ import json
 import pandas as pd
 
 from omegaml_otel._internal.compat.artifacts import PICKLED, load_pickled
-from omegaml_otel.conventions import HOST_NAME, INSTANCE_ID, RUN, TASK_ID, USER, Event
+from omegaml_otel.conventions import (
+    CPU_LOGICAL_NUMBER,
+    HOST_NAME,
+    HW_ID,
+    INSTANCE_ID,
+    PROCESS_CPU_UTILIZATION,
+    PROCESS_GPU_MEMORY_USAGE,
+    PROCESS_MEMORY_USAGE,
+    RUN,
+    TASK_ID,
+    USER,
+    Event,
+)
 
 COLUMNS = ["experiment", "run", "event", "dt", "node", "step", "key", "value"]
 EXTRA_COLUMNS = ["userid", "taskid", "run_id"]
 PROFILE_KEYS = ["profile_dt", "memory_load", "memory_total", "cpu_load", "cpu_count", "cpu_freq", "cpu_avg",
                 "disk_use", "disk_total"]
 GPU_KEYS = ["gpu_load", "gpu_memory_load", "gpu_memory_used", "gpu_memory_total", "gpu_power", "gpu_temperature"]
+#: the task's own process tree (a sample's first has no CPU share yet; GPU memory per device the task can see)
+TASK_KEYS = ["task_cpu_load", "task_memory_used", "task_gpu_memory_used"]
 
 
 def decode_values(values: pd.Series) -> list:
@@ -57,14 +71,15 @@ def restore(value: dict):
 
 def profile_rows(m: pd.DataFrame, experiment: str, number: dict, extra: bool = False) -> pd.DataFrame:
     """Metric data points of profiling samples -> omega-ml's ``profile`` rows (nine keys per sample, in the seed's
-    units: percentages, bytes, GHz, load per CPU; GPU keys when a GPU was sampled)."""
+    units: percentages, bytes, GHz, load per CPU; GPU keys when a GPU was sampled), then the task's own keys:
+    ``task_cpu_load`` in percent of one core, ``task_memory_used`` and ``task_gpu_memory_used`` in bytes."""
     columns = COLUMNS + (EXTRA_COLUMNS if extra else [])
     if not len(m):
         return pd.DataFrame(columns=columns)
     attrs = m.Attributes
     m = m.assign(run_id=[a.get(RUN, "") for a in attrs], node=[r.get(HOST_NAME, "") for r in
                                                                         m.ResourceAttributes],
-                 cpu=[int(a.get("cpu.logical_number", -1)) for a in attrs], hw=[a.get("hw.id", "") for a in attrs],
+                 cpu=[int(a.get(CPU_LOGICAL_NUMBER, -1)) for a in attrs], hw=[a.get(HW_ID, "") for a in attrs],
                  taskid=[a.get(TASK_ID, "") for a in attrs],
                  instance=[r.get(INSTANCE_ID, "") for r in m.ResourceAttributes])
     rows = []
@@ -96,7 +111,7 @@ def profile_rows(m: pd.DataFrame, experiment: str, number: dict, extra: bool = F
             "disk_use": one("system.filesystem.utilization", 100, 1),
             "disk_total": one("system.filesystem.limit", cast=int),
         }
-        if "hw.gpu.utilization" in v:
+        if "hw.gpu.memory.usage" in v:  # a MIG instance reports memory only
             sample.update({
                 "gpu_load": per("hw.gpu.utilization", "hw", 100, 1),
                 "gpu_memory_load": per("hw.gpu.memory.utilization", "hw", 100, 1),
@@ -105,6 +120,11 @@ def profile_rows(m: pd.DataFrame, experiment: str, number: dict, extra: bool = F
                 "gpu_power": per("hw.power", "hw", 1, 1),
                 "gpu_temperature": per("hw.temperature", "hw", 1, 1),
             })
+        if PROCESS_MEMORY_USAGE in v:
+            sample["task_cpu_load"] = (round(float(v[PROCESS_CPU_UTILIZATION].Value.sum()) * count * 100, 1)
+                                       if PROCESS_CPU_UTILIZATION in v else None)
+            sample["task_memory_used"] = one(PROCESS_MEMORY_USAGE, cast=int)
+            sample["task_gpu_memory_used"] = per(PROCESS_GPU_MEMORY_USAGE, "hw")
         base = {"experiment": experiment, "run": number.get(run_id), "event": Event.PROFILE, "dt": t, "node": node}
         ex = {"userid": s.ResourceAttributes.iloc[0].get(USER, ""), "taskid": s.taskid.iloc[0],
               "run_id": run_id} if extra else {}
