@@ -21,8 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import loadavg, machine, median, table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+#: name -> script and its arguments
 BENCHES = {
     "roundtrip": "bench_roundtrip.py",
+    "roundtrip_redis": "bench_roundtrip.py --broker redis",
+    "roundtrip_amqp": "bench_roundtrip.py --broker amqp",
     "logcall": "bench_logcall.py",
     "throughput": "bench_throughput.py",
     "read": "bench_read.py",
@@ -32,11 +35,20 @@ BENCHES = {
     "collector": "bench_collector.py",
     "progress": "bench_progress.py",
     "bad_day": "bench_bad_day.py",
+    "retention": "bench_retention.py",
+    "memory": "bench_memory.py",
+    "scale": "bench_scale.py",
+    "limits": "bench_limits.py",
+    "flush": "bench_flush.py",
 }
 #: (benchmark, metric, label, target, higher is better)
 TARGETS = [
     ("roundtrip", "ratio_logging_on", "task round trip, logging on / plain Celery (median ping)", 1.25, False),
     ("roundtrip", "ratio_logging_off", "task round trip, logging off / plain Celery (median ping)", 1.10, False),
+    ("roundtrip_redis", "ratio_logging_on", "task round trip on Redis, logging on / plain Celery", 1.25, False),
+    ("roundtrip_redis", "ratio_logging_off", "task round trip on Redis, logging off / plain Celery", 1.10, False),
+    ("roundtrip_amqp", "ratio_logging_on", "task round trip on RabbitMQ, logging on / plain Celery", 1.25, False),
+    ("roundtrip_amqp", "ratio_logging_off", "task round trip on RabbitMQ, logging off / plain Celery", 1.10, False),
     ("logcall", "ratio_bridge", "logger.info via LogBridge incl. flush / FileHandler", 1.5, False),
     ("logcall", "ratio_stock", "  reference: stock OTel LoggingHandler / FileHandler", None, False),
     ("throughput", "root_bridge_per_s", "log records/s into SQLite, 2 workers (root bridge)", 50_000, True),
@@ -62,11 +74,33 @@ TARGETS = [
      False),
     ("bad_day", "ratio_ping_refused", "ping, max-tasks-per-child 1, collector refusing / store (median)", 2.0, False),
     ("bad_day", "hanging_exit_s", "  reference: exit with a collector that never answers, s (budget 2)", None, False),
+    ("memory", "ratio_child_pss_vs_plain", "pool child PSS, omtel worker / plain Celery", 1.5, False),
+    ("memory", "ratio_child_pss_vs_stock", "pool child PSS, omtel worker / plain Celery + stock OTel SDK", 1.0, False),
+    ("memory", "ratio_startup_vs_plain", "worker start-up to first answered ping, omtel / plain Celery", 1.5, False),
+    ("retention", "bytes_per_row", "  reference: embedded store bytes per log row", None, False),
+    ("retention", "incremental_write_ratio", "  reference: insert with auto_vacuum=INCREMENTAL / none", None, False),
+    ("retention", "prune_rows_per_s", "  reference: rows/s deleted by a prune", None, True),
+    ("retention", "writer_p99_ms_prune", "  reference: another process's write p99 during a prune, ms", None, False),
+    ("scale", "clickhouse_window_ratio", "dataset.get() on 50M ClickHouse rows / on its result rows only", 1.5, False),
+    ("scale", "clickhouse_task_ratio", "get(taskid=) on 50M ClickHouse rows / on its result rows only", 1.5, False),
+    ("scale", "clickhouse_recent_ratio", "logs(since=) on 50M ClickHouse rows / on its result rows only", 1.5, False),
+    ("scale", "clickhouse_follow_ratio", "logs -f poll on 50M ClickHouse rows / on its result rows only", 1.5, False),
+    ("scale", "clickhouse_run_ratio", "exp.data(run=1) on 50M ClickHouse rows / on its result rows only", 1.5, False),
+    ("scale", "sqlite_window_ratio", "dataset.get() on 5M SQLite rows / on its result rows only", 1.5, False),
+    ("scale", "sqlite_task_ratio", "get(taskid=) on 5M SQLite rows / on its result rows only", 1.5, False),
+    ("scale", "sqlite_recent_ratio", "logs(since=) on 5M SQLite rows / on its result rows only", 1.5, False),
+    ("scale", "sqlite_follow_ratio", "logs -f poll on 5M SQLite rows / on its result rows only", 1.5, False),
+    ("scale", "sqlite_run_ratio", "exp.data(run=1) on 5M SQLite rows / on its result rows only", 1.5, False),
+    ("limits", "length_limit_ratio", "  reference: fast-path emit with a value length limit / default limits", None,
+     False),
+    ("limits", "sdk_ratio", "  reference: emit through the SDK logger / fast path, default limits", None, False),
+    ("flush", "ratio_p99", "  reference: flush before a task result, p99, checkpoint thread / inline", None, False),
 ]
 
 
 def run_one(name: str, quick: bool, retries: int = 2) -> tuple[dict | None, int]:
-    cmd = [sys.executable, str(HERE / BENCHES[name])] + (["--quick"] if quick else [])
+    script, *options = BENCHES[name].split()
+    cmd = [sys.executable, str(HERE / script), *options] + (["--quick"] if quick else [])
     crashes = 0
     while True:
         print(f"\n$ {' '.join(cmd[1:])}", flush=True)
