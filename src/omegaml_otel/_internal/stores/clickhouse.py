@@ -242,14 +242,6 @@ class ClickHouseStore(Store):
                 raise StoreError(f"cannot read store {self.url}: {self._clean(exc)}") from None
         return arrow_to_frame(raw, plan, python_strings) if arrow else to_frame(raw, plan, python_strings)
 
-    def exists(self, table: str, *, conds: Iterable[Cond] = ()) -> bool:
-        sql, params = self._render(QueryPlan.build(table, conds=conds, columns=[schema.TIME_COLUMN[table]], limit=1))
-        with self._lock:
-            try:
-                return bool(self._conn().query(sql, parameters=params).result_rows)
-            except Exception as exc:
-                raise StoreError(f"cannot read store {self.url}: {self._clean(exc)}") from None
-
     def rows(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey],
              limit: int | None = None, descending: bool = False) -> list[tuple]:
         sql, params = self._render(QueryPlan.build(table, conds=conds, columns=columns, limit=limit,

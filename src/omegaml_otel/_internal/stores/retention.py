@@ -41,6 +41,8 @@ from pathlib import Path
 
 from omegaml_otel._internal.secure import private_file
 from omegaml_otel._internal.stores import schema
+from omegaml_otel._internal.stores.sqlite_sql import BUSY_TIMEOUT, json_path
+from omegaml_otel._internal.stores.sqlite_sql import quote as _q
 from omegaml_otel.conventions import DATASET, EVENT, EXPERIMENT_SCOPE, LOG_RESET, RUN, SYSTEM_LOGGER, Event
 
 #: the table of pinned runs (not part of the telemetry schema: it exists only in SQLite stores)
@@ -55,8 +57,6 @@ PASS_EVERY = 3600.0
 CHECK_EVERY = 300.0
 #: seconds before a background thread's first check: short scripts that write a few records never prune
 FIRST_CHECK = 60.0
-#: seconds a retention transaction waits for a writer's lock
-BUSY_TIMEOUT = 30.0
 #: experiment events kept whatever their age: the declaration, clear() and each run's start
 BOOKKEEPING_EVENTS = (Event.DECLARED, Event.CLEAR, Event.START)
 #: the attribute map of each table that carries the run id (the first one a table has)
@@ -82,13 +82,9 @@ class PruneResult:
         return sum(self.deleted.values())
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _attr(column: str, key: str) -> str:
     """The SQL of ``column[key]``; ``nullif`` because json_extract('') is an error, not NULL."""
-    return f"json_extract(nullif({_q(column)}, ''), '$.\"{key}\"')"
+    return f"json_extract(nullif({_q(column)}, ''), {json_path(key)})"
 
 
 def connect(path: str | os.PathLike, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:

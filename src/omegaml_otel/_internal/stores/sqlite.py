@@ -23,14 +23,15 @@ from omegaml_otel._internal.stores import retention as _retention
 from omegaml_otel._internal.stores import schema
 from omegaml_otel._internal.stores.base import COMPARISONS, Cond, MapKey, Store, StoreError
 from omegaml_otel._internal.stores.plan import Column, Filter, QueryPlan, SqlDialect
+from omegaml_otel._internal.stores.sqlite_sql import BUSY_TIMEOUT
+from omegaml_otel._internal.stores.sqlite_sql import json_path as _json_path
+from omegaml_otel._internal.stores.sqlite_sql import quote as _q
 from omegaml_otel.conventions import EXPERIMENT
 
 if TYPE_CHECKING:  # readers only: workers write rows and never load pandas (lean workers)
     import pandas as pd
 
 SCHEMA_VERSION = 4
-#: seconds a write waits for another process's write lock, unless its caller has less time (_internal/deadline.py)
-BUSY_TIMEOUT = 30.0
 _FULL_WAIT_MS = int(BUSY_TIMEOUT * 1000)
 #: WAL pages (estimated: ``_checkpoint_soon``) a writing process adds before it asks its checkpoint thread for one
 CHECKPOINT_PAGES = 500
@@ -65,10 +66,6 @@ _MIGRATIONS: list[list[str]] = [
     # 3 -> 4: the experiment index of otel_logs (_experiment_index), which ddl() creates after the migrations
     [],
 ]
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def ddl() -> list[str]:
@@ -298,9 +295,6 @@ class SqliteStore(Store):
                                       index=df.index, dtype=object)  # object also when empty, as ClickHouse
         return df
 
-    def exists(self, table: str, *, conds: Iterable[Cond] = ()) -> bool:
-        return bool(self._fetch(QueryPlan.build(table, conds=conds, columns=[schema.TIME_COLUMN[table]], limit=1)))
-
     def rows(self, table: str, *, conds: Iterable[Cond] = (), columns: Sequence[str | MapKey],
              limit: int | None = None, descending: bool = False) -> list[tuple]:
         return self._fetch(QueryPlan.build(table, conds=conds, columns=columns, limit=limit, descending=descending))
@@ -434,14 +428,6 @@ def _retry_locked(call, timeout: float = 30.0):
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
-
-
-def _json_path(key: str) -> str:
-    """The JSON path of an attribute key as an SQL string literal. Written into the SQL, not bound: only then can
-    SQLite match the expression to an index on it (``_EXPRESSION_INDEXES``)."""
-    if '"' in key or "\\" in key:
-        raise ValueError(f"attribute key {key!r} may not contain quotes or backslashes")
-    return "'" + f'$."{key}"'.replace("'", "''") + "'"
 
 
 class _SqliteDialect(SqlDialect):
