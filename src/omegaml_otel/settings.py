@@ -51,7 +51,7 @@ class Settings:
     service_name: str | None
     #: exporters per signal, e.g. {"logs": ("omtel",), "traces": ("otlp",)}
     exporters: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: OTLP protocol per signal; only http/protobuf is built by this package (checked when an exporter is made)
+    #: OTLP protocol per signal: http/protobuf or grpc (checked when an exporter is made: otlp.PROTOCOLS)
     otlp_protocols: dict[str, str] = field(default_factory=dict)
     flush_interval: float = 0.2
     max_queue: int = 200_000
@@ -196,8 +196,8 @@ def settings() -> Settings:
     store_url = env.get("OMTEL_STORE") or f"sqlite://{home / 'telemetry.sqlite'}"
     broker_url = env.get("OMTEL_BROKER") or "filesystem://"
     default_backend = f"file://{home / 'results'}" if broker_url == "filesystem://" else _backend_for(broker_url)
-    protocols = {s: env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                 or "http/protobuf" for s in _SIGNALS}
+    protocols = {s: (env.get(f"OTEL_EXPORTER_OTLP_{s.upper()}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                     or "http/protobuf").strip() for s in _SIGNALS}
     loglevel = env.get("OMTEL_LOGLEVEL", "INFO").upper()
     max_queue = int(_float(env, "OMTEL_MAX_QUEUE", 200_000))
     return Settings(

@@ -58,6 +58,7 @@ class CollectorPath:
     sink_port: int
     otlp_http_port: int
     folder: Path
+    otlp_grpc_port: int
 
     @property
     def store_url(self) -> str:
@@ -103,7 +104,8 @@ def collector_path(folder: Path):
                                                           compression="lz4", async_insert=False))
         rotel.start()
         wait_listening(http_port, 20, what="rotel")
-        yield CollectorPath(sink, sink_port, http_port, folder)
+        wait_listening(grpc_port, 20, what="rotel (gRPC)")
+        yield CollectorPath(sink, sink_port, http_port, folder, grpc_port)
     finally:
         if rotel is not None:
             rotel.stop()

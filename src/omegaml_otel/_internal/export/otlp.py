@@ -1,4 +1,7 @@
-"""OTLP/HTTP exporters that give up when their caller does: one request per export, bounded by ``deadline``.
+"""OTLP exporters that give up when their caller does: one request per export, bounded by ``deadline``.
+
+``exporter`` builds them for the protocol the settings give: ``http/protobuf`` here, ``grpc`` in ``otlp_grpc.py``
+(bounded the same way, and safe across Celery's fork of its pool).
 
 The SDK's HTTP client retries a refused or timed-out connection inside ``export()``, sleeping 1, 2, 4 … s until its
 own timeout (``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s). A pool child that exits with the collector down then waits that
@@ -15,8 +18,10 @@ import requests
 
 from omegaml_otel._internal import deadline
 from omegaml_otel._internal.secure import mask_url
-from omegaml_otel.errors import ExportFailed
+from omegaml_otel.errors import ConfigurationError, ExportFailed
 
+#: the values of OTEL_EXPORTER_OTLP_PROTOCOL (and its per-signal variants) that omegaml-otel builds exporters for
+PROTOCOLS = ("http/protobuf", "grpc")
 _EXPORTERS = {
     "traces": ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
     "logs": ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
@@ -55,8 +60,24 @@ class BoundedSession(requests.Session):
         return response
 
 
-def exporter(signal: str) -> tuple[object, BoundedSession]:
-    """An OTLP/HTTP exporter for ``signal`` with a bounded session; it reads OTEL_EXPORTER_OTLP_* itself."""
+def exporter(signal: str, protocol: str = "http/protobuf") -> tuple[object, object]:
+    """An OTLP exporter for ``signal`` over ``protocol``, and what keeps why its last export failed (``last_error``):
+    the HTTP exporter's bounded session, or the gRPC exporter itself. They read OTEL_EXPORTER_OTLP_* themselves."""
+    variables = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL"
+    if protocol == "grpc":
+        try:
+            # grpcio and the gRPC exporters are loaded only by a process that sends over gRPC
+            from omegaml_otel._internal.export import otlp_grpc
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"OTLP {signal} over gRPC ({variables} = 'grpc') needs the gRPC exporter, which cannot be imported "
+                f"({exc}): pip install opentelemetry-exporter-otlp-proto-grpc, or set {variables} to "
+                "'http/protobuf'") from None
+        made = otlp_grpc.exporter(signal)
+        return made, made
+    if protocol != "http/protobuf":
+        raise ConfigurationError(f"{variables} is {protocol!r}: omegaml-otel sends OTLP as "
+                                 f"{' or '.join(repr(p) for p in PROTOCOLS)}")
     module, cls = _EXPORTERS[signal]
     session = BoundedSession()
     return getattr(importlib.import_module(module), cls)(session=session), session

@@ -36,7 +36,7 @@ from omegaml_otel._internal.export.emitter import LogEmitter
 from omegaml_otel._internal.export.scrub import scrubbing
 from omegaml_otel._internal.export.store import StoreMetricExporter, StoreWriter
 from omegaml_otel.conventions import HOST_NAME, INSTANCE_ID, PROCESS_PARENT_PID, PROCESS_PID, SERVICE_NAME, USER
-from omegaml_otel.errors import ConfigurationError, ExportFailed
+from omegaml_otel.errors import ExportFailed
 from omegaml_otel.settings import STORE_EXPORTER, Batching, Settings, settings
 
 _OTLP = ("otlp", "otlp_proto_http")
@@ -86,17 +86,14 @@ def _bounds(cfg: Settings) -> dict:
 
 
 def _exporter(signal: str, name: str, cfg: Settings) -> tuple:
-    """An OTLP/HTTP or console exporter, and the OTLP exporter's bounded session (None for the console). OTLP
-    exporters read their OTEL_EXPORTER_OTLP_* settings themselves."""
+    """An OTLP (over OTEL_EXPORTER_OTLP_PROTOCOL; ``otlp_proto_http`` always HTTP) or console exporter, and what
+    keeps why the OTLP exporter's last export failed (None for the console). OTLP exporters read
+    OTEL_EXPORTER_OTLP_* themselves."""
     if name in _OTLP:
-        protocol = cfg.otlp_protocols.get(signal, "http/protobuf")
-        if protocol != "http/protobuf":
-            raise ConfigurationError(
-                f"OTLP protocol {protocol!r} for {signal} is not supported by omegaml-otel (gRPC exporters are not "
-                "fork-safe under Celery prefork); set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
-        # requests and the OTLP exporters are imported only by a process that sends to a collector
+        # requests, grpcio over gRPC, and the OTLP exporters are imported only by a process that sends to a collector
         from omegaml_otel._internal.export import otlp
-        return otlp.exporter(signal)
+        protocol = "http/protobuf" if name == "otlp_proto_http" else cfg.otlp_protocols.get(signal, "http/protobuf")
+        return otlp.exporter(signal, protocol)
     return _CONSOLE_EXPORTERS[signal](), None
 
 
