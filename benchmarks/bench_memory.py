@@ -12,8 +12,10 @@ For each start the benchmark times start-up to the first answered ping (the ping
 starts; the filesystem broker keeps it until the worker takes it), sends ``--pings`` more pings, then reads PSS, USS
 and RSS of the main process and of each pool child from ``/proc/<pid>/smaps_rollup`` (psutil). Figures are medians
 over the rounds (start-up also as the best of the rounds: on a busy machine the median waits for CPU time as
-much as for the worker); a child's figure is the mean of the two children. It also lists which heavy libraries (numpy,
-pandas, pyarrow, ...) the omtel processes have mapped: none is the point of lean workers.
+much as for the worker); a child's figure is the mean of the two children. A second table splits each child's PSS
+into the pages only it has (of the malloc heap, and other anonymous memory), its share of the pages it still shares
+with the main process, and libraries (``_breakdown``). It also lists which heavy libraries (numpy, pandas, pyarrow,
+...) the omtel processes have mapped: none is the point of lean workers.
 
     python benchmarks/bench_memory.py [--rounds 5 --pings 100] [--quick]
 """
@@ -60,7 +62,31 @@ MB = 1024 * 1024
 
 def _memory(pid: int) -> dict[str, float]:
     info = psutil.Process(pid).memory_full_info()
-    return {"pss": info.pss / MB, "uss": info.uss / MB, "rss": info.rss / MB}
+    return {"pss": info.pss / MB, "uss": info.uss / MB, "rss": info.rss / MB, **_breakdown(pid)}
+
+
+#: the parts of a process's PSS that ``_breakdown`` tells apart
+PARTS = ("private heap", "private anon", "shared", "files")
+
+
+def _breakdown(pid: int) -> dict[str, float]:
+    """A process's PSS in parts (MB), from ``/proc/<pid>/smaps``: the pages only it has of the malloc heap
+    (``[heap]``: C libraries such as SQLite, and Python objects over 512 bytes) and of anonymous memory (pymalloc's
+    arenas, thread stacks and malloc arenas), its share of the heap and anonymous pages it still shares with the main
+    process and its siblings (what the main process built before the fork), and file-backed pages (libraries)."""
+    kib = dict.fromkeys(PARTS, 0)
+    kind = "files"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(None, 5)
+        if "-" in head[0] and not head[0].endswith(":"):  # a mapping's first line: range, perms, ..., path
+            name = head[5] if len(head) > 5 else ""
+            kind = "heap" if name == "[heap]" else "anon" if name in ("", "[stack]") else "files"
+        elif head[0] == "Pss:":
+            kib["files" if kind == "files" else "shared"] += int(head[1])
+        elif head[0] in ("Private_Clean:", "Private_Dirty:") and kind != "files":
+            kib["shared"] -= int(head[1])
+            kib[f"private {kind}"] += int(head[1])
+    return {part: value / 1024 for part, value in kib.items()}
 
 
 def _heavy_libraries(pid: int) -> list[str]:
@@ -109,7 +135,7 @@ def one_start(side: str, env: dict, pings: int, log) -> dict:
     finally:
         stop_process(proc)
         om.runtime.mode(logging=False)
-    mean = {k: sum(c[k] for c in child) / len(child) for k in ("pss", "uss", "rss")}
+    mean = {k: sum(c[k] for c in child) / len(child) for k in ("pss", "uss", "rss", *PARTS)}
     return {"startup_s": startup, "main": main, "child": mean, "children": len(child), "heavy": heavy}
 
 
@@ -157,6 +183,12 @@ def main() -> int:
                        f"{key}_best_startup_s": row[9]})
     print(table(["side", "main PSS MB", "main RSS MB", "child PSS MB", "child USS MB", "child RSS MB",
                  "child PSS / plain", "start-up s", "start-up / plain", "best start-up s"], rows))
+    print(table(["side", *(f"child {p} MB" for p in PARTS), "child PSS MB"],
+                [[side, *(med(side, "child", p) for p in PARTS), med(side, "child", "pss")] for side in SIDES],
+                title="each pool child's PSS in parts (medians; the parts of one child add up to its PSS)"))
+    for side in SIDES:
+        result.update({f"{side.replace(' ', '_').lower()}_child_{p.replace(' ', '_')}_mb": med(side, "child", p)
+                       for p in PARTS})
     omtel_child, omtel_start = med("omtel", "child", "pss"), med("omtel", "startup_s")
     result["ratio_child_pss_vs_plain"] = omtel_child / plain_child
     result["ratio_child_pss_vs_stock"] = omtel_child / stock_child

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from omegaml_otel._internal.capture.tracking import event_conds
 from omegaml_otel._internal.stores import Cond, MapKey, StoreError, open_store, schema
 from omegaml_otel._internal.stores.plan import QueryPlan
-from omegaml_otel._internal.stores.sqlite import SCHEMA_VERSION, SqliteStore, _SqliteDialect
+from omegaml_otel._internal.stores.sqlite import CACHE_KIB, SCHEMA_VERSION, SqliteStore, _SqliteDialect
 from omegaml_otel.conventions import RUN, Event
 from schema_rows import row
 
@@ -419,3 +420,34 @@ def test_experiment_lookups_use_the_experiment_index(tmp_path, lookup):
         plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, dialect.params))
     store.close()
     assert "USING INDEX otel_logs_experiment_ts" in plan, plan
+
+
+PAGE_CACHE = textwrap.dedent("""
+    import ctypes, os, sys, _sqlite3
+    sys.path.insert(0, sys.argv[2])
+    from schema_rows import row
+    from omegaml_otel._internal.stores import schema
+    from omegaml_otel._internal.stores.sqlite import SqliteStore
+
+    sqlite_memory = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used  # SQLite's own heap, all connections
+    sqlite_memory.restype = ctypes.c_int64
+    store = SqliteStore(sys.argv[1], retention=None)
+    for i in range(2000):  # random trace ids: the TraceId index takes inserts all over, as from many tasks
+        store.write(schema.TRACES, [row(schema.TRACES, TraceId=os.urandom(16).hex(), SpanName=f"s{i % 7}")
+                                    for _ in range(8)])
+    print(store._connection().execute("PRAGMA cache_size").fetchone()[0], sqlite_memory())
+""")
+
+
+def test_a_writers_page_cache_stays_small(tmp_path):
+    """SQLite's default page cache (2 MiB) fills up in a process that writes a growing store and keeps its memory
+    dirty; a writer needs the upper pages of a few b-trees. 16,000 spans (a 7 MB store) in a fresh process, so
+    that no other connection's memory counts: with SQLite's default it held 2.3 MB, with the cap 0.5 MB (the cache,
+    the schema and the statements)."""
+    support = Path(__file__).parent / "support"
+    out = subprocess.run([sys.executable, "-c", PAGE_CACHE, str(tmp_path / "grown.sqlite"), str(support)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cache_size, used = map(int, out.stdout.split())
+    assert cache_size == -CACHE_KIB
+    assert used < 4 * CACHE_KIB * 1024, f"SQLite holds {used / 1024:.0f} KiB after the writes"

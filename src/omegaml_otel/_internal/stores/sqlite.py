@@ -38,6 +38,12 @@ CHECKPOINT_PAGES = 500
 #: WAL pages past which a commit checkpoints itself: a backstop for when the checkpoint thread falls behind or the
 #: estimate is far too low (SQLite's default is 1000 pages, 4 MB; this is 16 MB)
 INLINE_CHECKPOINT_PAGES = 4000
+#: page cache of a connection, KiB. SQLite's default (2 MiB) fills up in every writing process once its store is a
+#: few MB: inserts into the TraceId and (ScopeName, Timestamp) indexes land all over them, and a pool child keeps
+#: the pages until another process's write resets the cache, with its malloc'ed memory still dirty. The upper
+#: pages of the b-trees a writer walks fit in 256 KiB: writes and reads took as long (section 12 of
+#: docs/performance.md)
+CACHE_KIB = 256
 #: connections (and checkpointers, which hold one) a forked child inherited from its parent: kept, unused, so that
 #: they are never closed in the child
 _INHERITED: list[sqlite3.Connection | _Checkpointer] = []
@@ -172,6 +178,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"), wait)
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.execute(f"PRAGMA wal_autocheckpoint={INLINE_CHECKPOINT_PAGES}")  # the checkpoint thread's job
             self._migrate(conn)
         except sqlite3.OperationalError as exc:
