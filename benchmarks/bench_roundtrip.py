@@ -1,6 +1,6 @@
 """Task round trip: ``om.runtime.ping()`` (send + worker run + ``.get()``) instrumented vs a plain Celery app.
 
-Three sides, measured in the same run, each by its own client process, in alternating blocks:
+Four sides, measured in the same run, each by its own client process, in alternating blocks:
 
 - ``logging on``  -- ``om.runtime.mode(logging=True); om.runtime.ping()`` against an ``omtel worker``
   (prefork, concurrency 2): producer/consumer spans, the task's 4 log lines (simple logger, two Python loggers,
@@ -9,7 +9,15 @@ Three sides, measured in the same run, each by its own client process, in altern
   root-logger bridge, flush-before-result still active);
 - ``plain``       -- ``benchmarks/plain_app.py``: same broker/backend config (``celery_config(settings())``), a
   ping task returning the same dict, started as ``celery -A plain_app worker --pool=prefork --concurrency=2`` with
-  its own broker folder, and a client that imports no OpenTelemetry.
+  its own broker folder, and a client that imports no OpenTelemetry;
+- ``plain, task logs`` -- the plain worker and client, the ping writing the same four lines as the logging-on
+  side, the plain way (to the worker's console log). No target: it shows how much of the logging-on side's cost
+  is the logging calls themselves, which a plain worker pays too when its task logs;
+- ``stock otel``  -- the yardstick of what OpenTelemetry itself costs, without this package:
+  ``benchmarks/stock_otel_app.py`` (plain_app under the SDK with upstream's Celery instrumentation, batch
+  processors, the SDK's logging handler on the root logger, console exporters writing to ``os.devnull``) in the
+  worker's pool children and in its client, which makes upstream's producer spans. No target: it shows how much of
+  the instrumented sides' cost is upstream's span work and the SDK, which this package wraps.
 
 ``--broker`` picks the broker both workers use: the embedded ``filesystem`` broker (the default), ``redis``
 (127.0.0.1:6379, an empty database for each worker, Redis results) or ``amqp`` (RabbitMQ at 127.0.0.1:5672, a
@@ -51,18 +59,27 @@ from _common import (  # noqa: E402
     verdict,
 )
 
-SIDES = ("plain", "logging off", "logging on")
+SIDES = ("plain", "plain, task logs", "stock otel", "logging off", "logging on")
+#: the sides served by a worker of their own, each on its own broker channel (the two omtel sides share one)
+OTHER_WORKERS = {"plain": "plain_app", "stock otel": "stock_otel_app"}
+#: sides served by another side's worker
+SHARED_WORKER = {"plain, task logs": "plain"}
 TARGETS = {"logging on": 1.25, "logging off": 1.10}
 BROKERS = ("filesystem", "redis", "amqp")
 
 
 # -- client side (a subprocess per side) -----------------------------------------------------------------------------
 def client(side: str) -> None:
-    if side == "plain":
-        from plain_app import app, instrumenting_modules
+    if side in OTHER_WORKERS or side in SHARED_WORKER:
+        if side == "stock otel":
+            from stock_otel_app import app, instrument
+            instrument()
+        else:
+            from plain_app import app, instrumenting_modules
+        kwargs = {"task_logs": True} if side == "plain, task logs" else {}
 
         def ping():
-            return app.send_task("omegaml.tasks.omega_ping").get(timeout=10, interval=0.01)
+            return app.send_task("omegaml.tasks.omega_ping", kwargs=kwargs).get(timeout=10, interval=0.01)
     else:
         import omegaml_otel as om
 
@@ -150,29 +167,30 @@ def task_durations(om, sides_by_pid: dict[int, str]) -> dict[str, float]:
 
 # -- brokers -------------------------------------------------------------------------------------------------------
 @contextmanager
-def broker_urls(broker: str) -> Iterator[tuple[str | None, str | None]]:
-    """(instrumented side's OMTEL_BROKER, plain side's): separate, empty channels on one server, removed afterwards;
-    (None, None) for the embedded broker, whose folder is under each side's own OMTEL_HOME."""
+def broker_urls(broker: str, channels: int) -> Iterator[list[str | None]]:
+    """One broker URL per worker: separate, empty channels on one server, removed afterwards; all None for the
+    embedded broker, whose folder is under each worker's own OMTEL_HOME."""
     if broker == "filesystem":
-        yield None, None
+        yield [None] * channels
     elif broker == "redis":
         import redis  # local: only this broker needs the client
 
         empty = [db for db in range(15, 0, -1) if redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() == 0]
-        if len(empty) < 2:
-            raise SystemExit("bench_roundtrip: needs two empty databases on the Redis server at 127.0.0.1:6379")
+        if len(empty) < channels:
+            raise SystemExit(f"bench_roundtrip: needs {channels} empty databases on the Redis server at "
+                             "127.0.0.1:6379")
         try:
-            yield f"redis://127.0.0.1:6379/{empty[0]}", f"redis://127.0.0.1:6379/{empty[1]}"
+            yield [f"redis://127.0.0.1:6379/{db}" for db in empty[:channels]]
         finally:
-            for db in empty[:2]:
+            for db in empty[:channels]:
                 redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
     else:
-        hosts = [f"omtel-bench-{side}-{uuid.uuid4().hex[:8]}" for side in ("om", "plain")]
+        hosts = [f"omtel-bench-{i}-{uuid.uuid4().hex[:8]}" for i in range(channels)]
         try:
             for vhost in hosts:
                 _rabbitmqctl("add_vhost", vhost)
                 _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-            yield tuple(f"amqp://guest:guest@127.0.0.1:5672/{vhost}" for vhost in hosts)
+            yield [f"amqp://guest:guest@127.0.0.1:5672/{vhost}" for vhost in hosts]
         finally:
             for vhost in hosts:
                 subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
@@ -198,19 +216,18 @@ def main() -> int:
         return 0
     if args.quick:
         args.rounds, args.block = 3, 10
-    with broker_urls(args.broker) as (om_broker, plain_broker):
-        return measure(args, om_broker, plain_broker)
+    with broker_urls(args.broker, 1 + len(OTHER_WORKERS)) as (om_broker, *other_brokers):
+        return measure(args, om_broker, dict(zip(OTHER_WORKERS, other_brokers)))
 
 
-def measure(args, om_broker: str | None, plain_broker: str | None) -> int:
-    plain_home = fresh_home("roundtrip-plain")
+def measure(args, om_broker: str | None, other_brokers: dict[str, str | None]) -> int:
+    homes = {side: fresh_home("roundtrip-" + side.replace(" ", "-")) for side in OTHER_WORKERS}
     home = fresh_home("roundtrip")          # this process's OMTEL_HOME: the instrumented side
     if om_broker:
         os.environ["OMTEL_BROKER"] = om_broker   # before omegaml_otel is imported: this process pings the worker
     env_om = {**os.environ, "PYTHONPATH": pythonpath(BENCH_DIR)}
-    env_plain = {**env_om, "OMTEL_HOME": str(plain_home)}
-    if plain_broker:
-        env_plain["OMTEL_BROKER"] = plain_broker
+    envs = {side: {**env_om, "OMTEL_HOME": str(homes[side]),
+                   **({"OMTEL_BROKER": other_brokers[side]} if other_brokers[side] else {})} for side in OTHER_WORKERS}
     # the filesystem transport writes a control/ folder into the cwd of every process that uses it: keep it in the
     # temporary homes (the omtel worker inherits this process's cwd)
     os.chdir(home)
@@ -220,22 +237,23 @@ def measure(args, om_broker: str | None, plain_broker: str | None) -> int:
     from omegaml_otel._internal.runtimes.worker import stop_process, worker_process
 
     clients: list[Client] = []
-    plain_log = open(plain_home / "worker.log", "w")
+    logs = {side: open(homes[side] / "worker.log", "w") for side in OTHER_WORKERS}
     om_log = open(home / "worker.log", "w")
-    plain = subprocess.Popen(
-        ["celery", "-A", "plain_app", "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO",
+    others = [subprocess.Popen(
+        ["celery", "-A", app, "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO",
          "-Q", "omegaml", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        env=env_plain, cwd=plain_home, stdout=subprocess.DEVNULL, stderr=plain_log)
+        env=envs[side], cwd=homes[side], stdout=subprocess.DEVNULL, stderr=logs[side])
+        for side, app in OTHER_WORKERS.items()]
     crashed = None
     try:
         with worker_process(concurrency=2, env=env_om, stderr=om_log):
-            clients = [Client(s, env_plain if s == "plain" else env_om) for s in SIDES]
+            clients = [Client(s, envs.get(SHARED_WORKER.get(s, s), env_om)) for s in SIDES]
             for c in clients:
                 c.wait_ready()
             times: dict[str, list[float]] = {s: [] for s in SIDES}
             t_start = time.monotonic()
             for r in range(args.rounds):
-                order = clients[r % 3:] + clients[:r % 3]   # rotate who goes first
+                order = clients[r % len(clients):] + clients[:r % len(clients)]   # rotate who goes first
                 for c in order:
                     times[c.side] += c.ask(str(args.block))
             elapsed = time.monotonic() - t_start
@@ -243,18 +261,20 @@ def measure(args, om_broker: str | None, plain_broker: str | None) -> int:
             import omegaml_otel as om
             stored = len(om.logger.dataset.get())
             time.sleep(0.6)   # the clients' and the worker's span buffers flush every 0.2 s
-            task_ms = task_durations(om, {c.proc.pid: c.side for c in clients if c.side != "plain"})
+            task_ms = task_durations(om, {c.proc.pid: c.side for c in clients if c.side in TARGETS})
     except RuntimeError as exc:
         crashed = exc
     finally:
         for c in clients:
             c.close()
-        stop_process(plain)
-        plain_log.close()
+        for proc in others:
+            stop_process(proc)
+        for log in logs.values():
+            log.close()
         om_log.close()
 
     if crashed is not None:
-        for name, folder in (("omtel", home), ("plain", plain_home)):
+        for name, folder in (("omtel", home), *homes.items()):
             log = (folder / "worker.log").read_text(errors="replace")
             if "Unrecoverable error: JSONDecodeError" in log:
                 print(f"# FAILED: the {name} worker died reading a half-written broker message file (kombu "
@@ -269,17 +289,20 @@ def measure(args, om_broker: str | None, plain_broker: str | None) -> int:
         ratio = median(t) / base
         target = TARGETS.get(s)
         rows.append([s, len(t), median(t) * 1e3, sum(t) / len(t) * 1e3, pct(t, 0.1) * 1e3, pct(t, 0.9) * 1e3, ratio,
-                     f"<= {target}" if target else "", verdict(ratio, target) if target else "baseline"])
-        result[s.replace(" ", "_") + "_ms"] = median(t) * 1e3
-        result[s.replace(" ", "_") + "_mean_ms"] = sum(t) / len(t) * 1e3
-        if target:
-            result["ratio_" + s.replace(" ", "_")] = ratio
+                     f"<= {target}" if target else "", verdict(ratio, target) if target else
+                     "baseline" if s == "plain" else "yardstick"])
+        key = s.replace(", ", "_").replace(" ", "_")
+        result[key + "_ms"] = median(t) * 1e3
+        result[key + "_mean_ms"] = sum(t) / len(t) * 1e3
+        if s != "plain":
+            result["ratio_" + key] = ratio
     print(table(["side", "pings", "median ms", "mean ms", "p10 ms", "p90 ms", "ratio vs plain", "target", ""], rows))
     n_on = len(times["logging on"]) + 6   # + the client's ready/warm-up pings
     print(f"# {elapsed:.1f}s of pinging; log dataset rows stored by the logging-on side: {stored} "
           f"(4 per ping expected: >= {4 * n_on}, plus 'log init')")
     runtimes = {}
-    for name, folder in (("plain", plain_home), ("omtel (on+off)", home)):
+    for name, folder in (("plain (both plain sides)", homes["plain"]), ("stock otel", homes["stock otel"]),
+                         ("omtel (on+off)", home)):
         found = re.findall(r"omega_ping\[[^]]+\] succeeded in ([0-9.e-]+)s", (folder / "worker.log").read_text())
         if found:
             runtimes[name] = median([float(x) for x in found]) * 1e3
@@ -296,8 +319,8 @@ def measure(args, om_broker: str | None, plain_broker: str | None) -> int:
           f"worker child: {len(check['worker'])}")
     if check["client"] or check["worker"]:
         print("# WARNING: the plain side loaded instrumenting modules: " + ", ".join(check["client"] + check["worker"]))
-    remove_home(home)
-    remove_home(plain_home)
+    for folder in (home, *homes.values()):
+        remove_home(folder)
     emit_result("roundtrip" if args.broker == "filesystem" else f"roundtrip_{args.broker}", result)
     return 0
 

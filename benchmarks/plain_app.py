@@ -16,6 +16,7 @@ instrument it, ``INSTRUMENTING``.
 """
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from datetime import datetime
@@ -36,14 +37,23 @@ app.conf.imports = ()
 
 @app.task(name="omegaml.tasks.omega_ping", bind=True)
 def omega_ping(task, *args, **kwargs):
-    """Same result as the runtime's ping with logging off: a dict echoing the arguments."""
-    return {
+    """Same result as the runtime's ping with logging off: a dict echoing the arguments. With ``task_logs=True``
+    it also writes the four lines the runtime's ping writes with logging on, the plain way: three INFO records
+    (the simple logger's stand-in and two Python loggers) and a print, which the worker's console handler and
+    Celery's stdout redirection write to the worker log."""
+    data = {
         "message": "ping return message",
         "time": datetime.now().isoformat(),
         "args": list(args),
         "kwargs": {k: v for k, v in kwargs.items() if k != "pure_python"},
         "worker": task.request.hostname or socket.gethostname(),
     }
+    if kwargs.get("task_logs"):
+        logging.getLogger("simple").info(f"omega log: running ping task {data}")
+        logging.getLogger("celery").info(f"python log: running ping task {data}")
+        logging.getLogger("omegaml").info(f"package log: running ping task {data}")
+        print(f"print log: running ping task {data}")
+    return data
 
 
 @app.task(name="bench.plain_otel_modules")

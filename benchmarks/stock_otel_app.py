@@ -28,7 +28,9 @@ __all__ = ["app"]
 
 
 @worker_process_init.connect(weak=False)
-def _instrument(**kwargs) -> None:
+def instrument(**kwargs) -> None:
+    """The stock setup in this process: a pool child (``worker_process_init``), or a client that sends tasks
+    (``bench_roundtrip.py`` calls it directly, so that the client makes upstream's producer spans)."""
     devnull = open(os.devnull, "w")
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=devnull)))
