@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from omegaml_otel import cli
 from omegaml_otel._internal.compat.logger import LogDataset
 from omegaml_otel._internal.stores import retention, schema
 from omegaml_otel._internal.stores.sqlite import SqliteStore
@@ -297,26 +296,27 @@ def test_retention_setting(monkeypatch):
         parse_duration("-5d", "--older-than")
 
 
-def test_omtel_prune_and_pin(tmp_path, monkeypatch, capsys):
+def _omtel(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """The ``omtel`` command in a process of its own: what it builds for its store (an experiment's pipeline) must
+    not become this test process's."""
+    return subprocess.run([sys.executable, "-m", "omegaml_otel.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_omtel_prune_and_pin(tmp_path):
     path = tmp_path / "cli.sqlite"
     store = SqliteStore(path)
     store.write(schema.LOGS, [log(OLD + i, f"bulk {i}") for i in range(100)] + [event(OLD, PINNED, Event.METRIC)])
     store.close()
-    monkeypatch.setenv("OMTEL_STORE", f"sqlite://{path}")
-    reset_settings()
-    try:
-        assert cli.main(["pin", "exp", PINNED]) == 0
-        assert cli.main(["pin", "--list"]) == 0
-        assert cli.main(["prune", "--older-than", "30d"]) == 0
-        out = capsys.readouterr().out
-        assert PINNED in out and "deleted 100 rows" in out, out
-        assert cli.main(["prune", "--older-than", "soon"]) == 2
-        assert "--older-than='soon'" in capsys.readouterr().err
-    finally:
-        monkeypatch.delenv("OMTEL_STORE")
-        reset_settings()
-    # the pinned metric stays, the bulk went (om.runtime.experiment's declaration goes to whichever store this
-    # process's pipeline was first built for: this one when the test runs alone, the session's otherwise)
+    env = {**os.environ, "OMTEL_HOME": str(tmp_path), "OMTEL_STORE": f"sqlite://{path}"}
+    assert _omtel(env, "pin", "exp", PINNED).returncode == 0
+    listed = _omtel(env, "pin", "--list")
+    assert listed.returncode == 0 and PINNED in listed.stdout, listed.stdout
+    pruned = _omtel(env, "prune", "--older-than", "30d")
+    assert pruned.returncode == 0 and "deleted 100 rows" in pruned.stdout, pruned.stdout
+    bad = _omtel(env, "prune", "--older-than", "soon")
+    assert bad.returncode == 2 and "--older-than='soon'" in bad.stderr, bad.stderr
+    # the pinned metric stays, the bulk went (`omtel pin` declares its experiment in the store it was given)
     assert bodies(SqliteStore(path)) - {Event.DECLARED} == {Event.METRIC}
 
 

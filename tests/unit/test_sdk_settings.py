@@ -26,7 +26,7 @@ from omegaml_otel.errors import ConfigurationError
 from omegaml_otel.settings import reset_settings, settings
 
 from .helpers import memory_logs
-from .helpers import resource as test_resource
+from .helpers import resource as helper_resource
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_fast_path_limits_equal_the_sdk_logger(env, tmp_path):
     cfg = env(OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT="5", OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT="4")
     limits = log_limits(cfg)
     exported = InMemoryLogRecordExporter()
-    provider = LoggerProvider(resource=test_resource(), shutdown_on_exit=False, log_record_limits=limits)
+    provider = LoggerProvider(resource=helper_resource(), shutdown_on_exit=False, log_record_limits=limits)
     provider.add_log_record_processor(SimpleLogRecordProcessor(exported))
     sdk = LogEmitter(provider, scrubber=None)
     got = []
