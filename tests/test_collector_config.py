@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from omtel_cli import omtel
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "collector-config"
 SCHEMA = CONFIG / "clickhouse" / "schema.sql"
@@ -412,26 +414,21 @@ def test_cluster_name_must_be_an_identifier(name):
         render_ddl(cluster=name)
 
 
-def _omtel(*args):
-    return subprocess.run([sys.executable, "-m", "omegaml_otel.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
-
-
 def test_omtel_schema_show_prints_parseable_sql():
     """``omtel schema show`` connects nowhere: it prints what ``schema apply`` runs, for clickhouse-client."""
     from omegaml_otel._internal.stores.clickhouse_ddl import render_ddl
 
-    res = _omtel("schema", "show", "--database", "telemetry", "--ttl-days", "7", "--cluster", "prod")
+    res = omtel("schema", "show", "--database", "telemetry", "--ttl-days", "7", "--cluster", "prod", cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.endswith(";\n")
     stmts = res.stdout[:-2].split(";\n\n")
     assert stmts == render_ddl("telemetry", 7, cluster="prod")
-    single = _omtel("schema", "show")
+    single = omtel("schema", "show", cwd=ROOT)
     assert single.returncode == 0, single.stderr
     assert single.stdout[:-2].split(";\n\n") == render_ddl()
     formatted = _clickhouse_format(stmts)
     assert len(formatted) == len(stmts) and all(" ON CLUSTER prod" in s for s in formatted)
-    bad = _omtel("schema", "show", "--cluster", "my cluster")
+    bad = omtel("schema", "show", "--cluster", "my cluster", cwd=ROOT)
     assert bad.returncode == 2 and "remote_servers" in bad.stderr and not bad.stdout, bad
 
 

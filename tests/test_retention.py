@@ -35,6 +35,7 @@ from omegaml_otel.conventions import (
 )
 from omegaml_otel.errors import ConfigurationError
 from omegaml_otel.settings import parse_duration, reset_settings, settings
+from omtel_cli import omtel
 
 DAY = 86_400 * 10**9
 NOW = time.time_ns()
@@ -296,25 +297,18 @@ def test_retention_setting(monkeypatch):
         parse_duration("-5d", "--older-than")
 
 
-def _omtel(env: dict, *args: str) -> subprocess.CompletedProcess:
-    """The ``omtel`` command in a process of its own: what it builds for its store (an experiment's pipeline) must
-    not become this test process's."""
-    return subprocess.run([sys.executable, "-m", "omegaml_otel.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
-
-
 def test_omtel_prune_and_pin(tmp_path):
     path = tmp_path / "cli.sqlite"
     store = SqliteStore(path)
     store.write(schema.LOGS, [log(OLD + i, f"bulk {i}") for i in range(100)] + [event(OLD, PINNED, Event.METRIC)])
     store.close()
     env = {**os.environ, "OMTEL_HOME": str(tmp_path), "OMTEL_STORE": f"sqlite://{path}"}
-    assert _omtel(env, "pin", "exp", PINNED).returncode == 0
-    listed = _omtel(env, "pin", "--list")
+    assert omtel("pin", "exp", PINNED, env=env).returncode == 0
+    listed = omtel("pin", "--list", env=env)
     assert listed.returncode == 0 and PINNED in listed.stdout, listed.stdout
-    pruned = _omtel(env, "prune", "--older-than", "30d")
+    pruned = omtel("prune", "--older-than", "30d", env=env)
     assert pruned.returncode == 0 and "deleted 100 rows" in pruned.stdout, pruned.stdout
-    bad = _omtel(env, "prune", "--older-than", "soon")
+    bad = omtel("prune", "--older-than", "soon", env=env)
     assert bad.returncode == 2 and "--older-than='soon'" in bad.stderr, bad.stderr
     # the pinned metric stays, the bulk went (`omtel pin` declares its experiment in the store it was given)
     assert bodies(SqliteStore(path)) - {Event.DECLARED} == {Event.METRIC}

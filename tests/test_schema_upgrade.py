@@ -42,6 +42,7 @@ from omegaml_otel._internal.stores.clickhouse_ddl import (
 )
 from omegaml_otel._internal.stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from omegaml_otel._internal.stores.sqlite import SqliteStore
+from omtel_cli import omtel
 
 SUPPORT = Path(__file__).parent / "support"
 #: schema.sql at version 1 (a copy, so the test does not depend on git history; its header names the commit)
@@ -96,11 +97,6 @@ def sink(tmp_path_factory):
 
 def _url(port: int, database: str) -> str:
     return f"clickhouse://127.0.0.1:{port}/{database}"
-
-
-def _omtel(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "omegaml_otel.cli", *args], capture_output=True, text=True,
-                          timeout=120)
 
 
 def _metrics_data():
@@ -198,7 +194,7 @@ def test_v1_database_is_upgraded_in_place_and_read(sink, records):
     with pytest.raises(StoreError, match="omtel schema apply"):  # what an exponential histogram met before
         v1.write(schema.EXP_HISTOGRAM, rows[schema.EXP_HISTOGRAM])
 
-    status = _omtel("schema", "status", "--store", _url(sink, "v1"))
+    status = omtel("schema", "status", "--store", _url(sink, "v1"))
     assert status.returncode == 1, status.stderr
     assert "no schema version recorded" in status.stdout
     for change in ("new table v1.otel_metrics_exponential_histogram", "new table v1.otel_metrics_summary",
@@ -206,12 +202,12 @@ def test_v1_database_is_upgraded_in_place_and_read(sink, records):
         assert f"-- {change}\n" in status.stdout, status.stdout
     assert "ALTER TABLE v1.otel_metrics_sum ADD INDEX IF NOT EXISTS idx_time_minmax" in status.stdout
 
-    applied = _omtel("schema", "apply", "--store", _url(sink, "v1"))
+    applied = omtel("schema", "apply", "--store", _url(sink, "v1"))
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.startswith("applied 6 statements") and f"schema version {SCHEMA_VERSION}" in applied.stdout
-    clean = _omtel("schema", "status", "--store", _url(sink, "v1"))
+    clean = omtel("schema", "status", "--store", _url(sink, "v1"))
     assert clean.returncode == 0 and clean.stdout.rstrip().endswith("-- up to date"), clean.stdout + clean.stderr
-    again = _omtel("schema", "apply", "--store", _url(sink, "v1"))
+    again = omtel("schema", "apply", "--store", _url(sink, "v1"))
     assert again.returncode == 0 and again.stdout.startswith("nothing to change"), again.stdout + again.stderr
 
     versions = v1._conn().query(f"SELECT Version, DdlSha256, length(Statements) FROM v1.{VERSION_TABLE}").result_rows
@@ -266,7 +262,7 @@ def test_newer_exporter_layout_is_read_and_left_its_keys(sink, records):
     _fill(newer, records[3])
     _assert_readers_agree(newer, records, metric_seconds=True)
 
-    status = _omtel("schema", "status", "--store", _url(sink, "newer"))
+    status = omtel("schema", "status", "--store", _url(sink, "newer"))
     assert status.returncode == 1, status.stderr
     assert "-- note: newer.otel_logs has no TimestampTime" in status.stdout
     assert [line for line in status.stdout.splitlines() if line.startswith("-- new ") or ": add " in line] == \
@@ -285,7 +281,7 @@ def test_a_newer_recorded_version_is_refused(sink):
                          column_names=["Version", "DdlSha256", "Statements"])  # AppliedAt: its default, 1970
     with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, newer .*upgrade omegaml-otel"):
         store.apply_schema()
-    bad = _omtel("schema", "status", "--store", "sqlite:////tmp/x.sqlite")
+    bad = omtel("schema", "status", "--store", "sqlite:////tmp/x.sqlite")
     assert bad.returncode == 2 and "creates and upgrades its tables itself" in bad.stderr
 
 
