@@ -1,6 +1,6 @@
 """Task round trip: ``om.runtime.ping()`` (send + worker run + ``.get()``) instrumented vs a plain Celery app.
 
-Four sides, measured in the same run, each by its own client process, in alternating blocks:
+Five sides, measured in the same run, each by its own client process, in alternating blocks:
 
 - ``logging on``  -- ``om.runtime.mode(logging=True); om.runtime.ping()`` against an ``omtel worker``
   (prefork, concurrency 2): producer/consumer spans, the task's 4 log lines (simple logger, two Python loggers,
