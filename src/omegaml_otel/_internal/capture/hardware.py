@@ -19,8 +19,9 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import pathlib
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -285,8 +286,8 @@ def _name_version(dist: importlib.metadata.Distribution) -> str:
     """``Name==Version`` from the metadata file's first header lines. ``dist.metadata`` parses the whole file
     with the email parser (long descriptions included): 0.5 ms per package, 50 ms for 100, against 12 ms here."""
     name = version = None
-    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
-        if not line:  # the headers end at the first empty line
+    for line in _header_lines(dist):
+        if not line.strip():  # the headers end at the first empty line
             break
         if line.startswith("Name:"):
             name = line[5:].strip()
@@ -295,3 +296,23 @@ def _name_version(dist: importlib.metadata.Distribution) -> str:
         if name and version:
             return f"{name}=={version}"
     return f"{dist.metadata['Name']}=={dist.version}"  # no usual metadata file: the parser knows the other forms
+
+
+def _header_lines(dist: importlib.metadata.Distribution) -> Iterator[str]:
+    """The metadata file's lines, read as they are needed. A worker reads the package list before its pool forks:
+    reading whole files (long descriptions of 100 KB and more) left the main process's heap larger by about 1 MB,
+    which every pool child then shares (docs/performance.md, 12). An installed distribution is a folder
+    (``PathDistribution``, whose ``_path`` names it); any other kind is read whole."""
+    folder = getattr(dist, "_path", None)
+    for name in ("METADATA", "PKG-INFO"):
+        if isinstance(folder, pathlib.Path):
+            try:
+                with open(folder / name, encoding="utf-8", errors="replace") as fh:
+                    yield from fh
+                return
+            except OSError:
+                continue
+        text = dist.read_text(name)
+        if text:
+            yield from text.splitlines()
+            return
