@@ -49,6 +49,8 @@ def test_a_pool_child_runs_logging_and_profiling_without_heavy_modules(om, omtel
     assert ping["kwargs"] == {"lean": 1}
     assert tracked["pid"] == after["pid"]  # one pool child ran both, after the ping
     assert tracked["heavy"] == [] and after["heavy"] == []
+    # it wrote the ping's records and the run's samples through the main process, never opening the store
+    assert after["relaying"] is True and after["opened_store"] is False
     assert child_libraries == [] and main_libraries == []
     # what the lean child wrote reads back as before: the ping's records and the run's profile samples
     messages = om.logger.dataset.get().msg.tolist()

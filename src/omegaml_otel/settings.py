@@ -94,6 +94,8 @@ class Settings:
     artifacts_key: Path | None = None
     #: OMTEL_RETENTION: seconds the embedded store keeps rows (None: forever); see stores/retention.py
     retention: float | None = 30 * 86400.0
+    #: OMTEL_STORE_RELAY: a prefork worker's pool children write the embedded store through its main process
+    store_relay: bool = True
 
     def __repr__(self) -> str:
         # URLs carry credentials (clickhouse://u:secret@h, redis://:secret@h) and reprs get pasted into tickets
@@ -238,6 +240,7 @@ def settings() -> Settings:
         artifacts=_folder(env, "OMTEL_ARTIFACTS"),
         artifacts_key=_folder(env, "OMTEL_ARTIFACTS_KEY"),
         retention=_retention(env, "OMTEL_RETENTION", "30d"),
+        store_relay=_flag(env, "OMTEL_STORE_RELAY", True),
     )
 
 

@@ -6,6 +6,7 @@ import sys
 
 from celery import shared_task
 
+from omegaml_otel._internal.stores import default_store
 from omegaml_otel.tasks import OmegaTask
 
 #: what no capture or export path needs: loaded only by a task that uses it (a notebook job, a reader call)
@@ -14,5 +15,8 @@ HEAVY = ("pandas", "numpy", "pyarrow", "matplotlib", "clickhouse_connect", "chdb
 
 @shared_task(name="tests.heavy_modules", base=OmegaTask)
 def heavy_modules() -> dict:
-    """The heavy top-level modules this pool child has imported, and its pid."""
-    return {"pid": os.getpid(), "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))}
+    """The heavy top-level modules this pool child has imported, its pid, and whether it writes the store through
+    the worker's main process without having opened the store itself (stores/relay.py)."""
+    store = default_store()
+    return {"pid": os.getpid(), "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY)),
+            "relaying": getattr(store, "relaying", False), "opened_store": getattr(store, "_direct", True) is not None}

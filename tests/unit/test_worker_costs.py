@@ -1,21 +1,22 @@
 """What a worker pays per task and per child, kept small (docs/performance.md, sections 12 and 13): the SQLite flush
 before each task result sets its busy timeout once for a run of flushes, not twice per flush, while reads keep the
 full wait; the WAL's checkpoints are made by a thread of the writing process, not by the flush; the ``system``
-event's package list is read once before the pool forks, by a fast reader that gives the metadata parser's list."""
+event's package list is read once before the pool forks, by a fast reader that gives the metadata parser's list;
+pool children write the store through the worker's main process (stores/relay.py)."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
-from celery import signals
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
+import pytest
 
 from omegaml_otel._internal import deadline
 from omegaml_otel._internal.capture import hardware
-from omegaml_otel._internal.capture.celery import CeleryInstrumentor
 from omegaml_otel._internal.stores import open_store, schema
 from omegaml_otel._internal.stores.sqlite import BUSY_TIMEOUT, INLINE_CHECKPOINT_PAGES
 
@@ -47,19 +48,51 @@ def test_the_package_list_is_the_metadata_parsers():
     assert list(hardware._packages()) == parsed and len(parsed) > 10
 
 
-def test_a_prefork_pool_reads_the_package_list_before_it_forks():
-    instrumentor = CeleryInstrumentor()
-    instrumentor.instrument(tracer_provider=TracerProvider(), logger_provider=LoggerProvider(),
-                            meter_provider=MeterProvider())
-    try:
-        hardware._packages.cache_clear()
-        signals.worker_before_create_process.send(sender=None)  # what Celery's prefork pool sends before each fork
-        assert hardware._packages.cache_info().currsize == 1
-    finally:
-        instrumentor.uninstrument()
-    hardware._packages.cache_clear()
-    signals.worker_before_create_process.send(sender=None)
-    assert hardware._packages.cache_info().currsize == 0  # uninstrumented: nothing is read any more
+_POOL = """
+import json, os, sys
+from billiard.pool import Pool
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from omegaml_otel._internal.capture import hardware
+from omegaml_otel._internal.capture.celery import CeleryInstrumentor
+from omegaml_otel._internal.stores import default_store, relay
+
+def child_state():
+    store = default_store()
+    return {"packages_read": hardware._packages.cache_info().misses, "relaying": getattr(store, "relaying", False)}
+
+instrumentor = CeleryInstrumentor()
+instrumentor.instrument(tracer_provider=TracerProvider(), logger_provider=LoggerProvider(),
+                        meter_provider=MeterProvider())
+with Pool(processes=1) as pool:  # billiard's prefork pool, as Celery's prefork worker runs it
+    child = pool.apply(child_state)
+before = {"packages_read": hardware._packages.cache_info().misses, "relay": relay._relay is not None}
+instrumentor.uninstrument()
+hardware._packages.cache_clear()
+with Pool(processes=1) as pool:
+    uninstrumented = pool.apply(child_state)
+print(json.dumps({"parent": before, "child": child, "uninstrumented": uninstrumented,
+                  "parent_after": hardware._packages.cache_info().misses}))
+"""
+
+
+@pytest.mark.parametrize("relay", ["true", "false"])
+def test_a_prefork_pool_reads_the_package_list_and_prepares_the_relay_before_it_forks(tmp_path, relay):
+    """A real billiard pool in a process of its own (a relay leaves a thread behind): the main process read the
+    package list once, the child inherited it (no read of its own) and writes the store through the main process
+    unless OMTEL_STORE_RELAY=false; once uninstrumented, a pool forks as it did before."""
+    env = {**os.environ, "OMTEL_HOME": str(tmp_path), "OMTEL_RETENTION": "off", "OMTEL_STORE_RELAY": relay}
+    env.pop("OMTEL_STORE", None)
+    out = subprocess.run([sys.executable, "-c", _POOL], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    facts = json.loads(out.stdout.splitlines()[-1])
+    relayed = relay == "true"
+    assert facts["parent"] == {"packages_read": 1, "relay": relayed}
+    # the inherited cache's one read: the parent's
+    assert facts["child"] == {"packages_read": 1, "relaying": relayed}
+    assert facts["uninstrumented"] == {"packages_read": 0, "relaying": False}
+    assert facts["parent_after"] == 0
 
 
 def test_a_writing_process_checkpoints_the_wal_in_a_thread_of_its_own(tmp_path):

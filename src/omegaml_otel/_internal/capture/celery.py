@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Collection
 
+from billiard.pool import Pool
 from celery import signals
 from celery.backends.base import Backend
 from opentelemetry._logs import SeverityNumber
@@ -38,6 +39,7 @@ from omegaml_otel._internal.capture.package import _instruments
 from omegaml_otel._internal.capture.profiling import cpu_meter
 from omegaml_otel._internal.capture.tracking import TaskRun
 from omegaml_otel._internal.export.pipeline import emitter_for, pipeline
+from omegaml_otel._internal.stores import prepare_pool_child
 from omegaml_otel.conventions import TASK_END, TASK_END_SCOPE, TASK_ID, TASK_NAME, Event
 from omegaml_otel.settings import settings
 
@@ -82,22 +84,24 @@ class CeleryInstrumentor(BaseInstrumentor):
         self._added_at_start: dict[str, int | None] = {}
         self._runs: dict[str, TaskRun] = {}
         cpu_meter()  # prime CPU percentages before the pool forks: a profiled task's first sample is meaningful
-        signals.worker_before_create_process.connect(_warm_before_fork, weak=False)
         signals.task_prerun.connect(self._prerun, weak=False)
         signals.task_postrun.connect(self._postrun, weak=False)
         signals.worker_process_shutdown.connect(self._shutdown, weak=False)
         signals.worker_shutdown.connect(self._shutdown, weak=False)
         for name in _BACKEND_CALLS:
             wrap_function_wrapper("celery.backends.base", f"Backend.{name}", self._flush_first)
+        # every prefork pool forks its children here; Celery's worker_before_create_process signal is sent only by
+        # the pool of an event loop (not on the filesystem broker, the embedded default)
+        wrap_function_wrapper("billiard.pool", "Pool._create_worker_process", _before_pool_fork)
 
     def _uninstrument(self, **kwargs):
         signals.task_prerun.disconnect(self._prerun)
         signals.task_postrun.disconnect(self._postrun)
         signals.worker_process_shutdown.disconnect(self._shutdown)
         signals.worker_shutdown.disconnect(self._shutdown)
-        signals.worker_before_create_process.disconnect(_warm_before_fork)
         for name in _BACKEND_CALLS:
             unwrap(Backend, name)
+        unwrap(Pool, "_create_worker_process")
         self._upstream.uninstrument()
 
     def _prerun(self, task_id=None, task=None, args=None, kwargs=None, **_):
@@ -194,10 +198,22 @@ class CeleryInstrumentor(BaseInstrumentor):
             deadline.run_within(provider.force_flush, deadline.remaining(budget))
 
 
-def _warm_before_fork(**kwargs) -> None:
-    """A prefork pool is about to fork a child: read the ``system`` event's package list once here (12 ms), so
-    that no child's first profiled task reads it again. Only workers warm it; a client never profiles a task."""
-    warm_packages()
+def _before_pool_fork(wrapped, instance, args, kwargs):
+    """A prefork pool is about to fork a child.
+
+    - Read the ``system`` event's package list once here (12 ms), so that no child's first profiled task reads it
+      again (only workers warm it; a client never profiles a task).
+    - Let the child write the embedded store through this process (stores/relay.py; OMTEL_STORE_RELAY=false: the
+      child opens it itself).
+    """
+    try:
+        warm_packages()
+        cfg = settings()
+        if cfg.store_relay and any(cfg.uses_store(signal) for signal in ("traces", "logs", "metrics")):
+            prepare_pool_child()
+    except Exception as exc:  # the child then does both itself, as any process does
+        _report(f"could not prepare a pool child: {exc}")
+    return wrapped(*args, **kwargs)
 
 
 def _nothing() -> None:

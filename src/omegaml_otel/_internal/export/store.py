@@ -32,7 +32,10 @@ class StoreWriter:
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
+        # the store is looked up again: a prefork pool child writes through the worker's main process
+        # (stores/relay.py), another child opens its own
         self._lock = threading.Lock()
+        self._store = None
 
     @property
     def store(self) -> Store:

@@ -4,14 +4,26 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from omegaml_otel._internal.secure import mask_url
+from omegaml_otel._internal.stores import relay
 from omegaml_otel._internal.stores.base import Cond, MapKey, Store, StoreError
 from omegaml_otel.settings import settings
 
-__all__ = ["Cond", "MapKey", "Store", "StoreError", "open_store"]
+__all__ = ["Cond", "MapKey", "Store", "StoreError", "open_store", "prepare_pool_child"]
 
 
 def open_store(url: str, *, create: bool = True) -> Store:
-    """Open the store a URL names; ``sqlite:///abs/path`` is the embedded default."""
+    """Open the store a URL names; ``sqlite:///abs/path`` is the embedded default. In a prefork worker's pool
+    child the worker's store is the one relayed through its main process (stores/relay.py)."""
+    return relay.relayed(url) or _open_engine(url, create=create)
+
+
+def prepare_pool_child() -> None:
+    """A prefork worker's main process is about to fork a pool child: that child writes the store that settings
+    name through this process (stores/relay.py)."""
+    relay.prepare_child(settings().store_url, _open_engine)
+
+
+def _open_engine(url: str, *, create: bool = True) -> Store:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         # each engine is imported when a URL names it: ClickHouse needs an optional extra, and a process that
@@ -50,6 +62,9 @@ def default_store() -> Store:
     """The store that settings name (``OMTEL_STORE``, else the embedded default), opened once per process."""
     global _default
     url = settings().store_url
+    child = relay.relayed(url)
+    if child is not None:
+        return child
     if _default is None or _default[0] != url:
         _default = (url, open_store(url))
     return _default[1]
