@@ -49,7 +49,7 @@ def test_the_package_list_is_the_metadata_parsers():
 
 
 _POOL = """
-import json, os, sys
+import gc, json, os, sys, time, weakref
 from billiard.pool import Pool
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -58,40 +58,63 @@ from omegaml_otel._internal.capture import hardware
 from omegaml_otel._internal.capture.celery import CeleryInstrumentor
 from omegaml_otel._internal.stores import default_store, relay
 
+class Node:
+    pass
+
 def child_state():
     store = default_store()
-    return {"packages_read": hardware._packages.cache_info().misses, "relaying": getattr(store, "relaying", False)}
+    return {"packages_read": hardware._packages.cache_info().misses, "relaying": getattr(store, "relaying", False),
+            "frozen": gc.get_freeze_count() > 0}
 
 instrumentor = CeleryInstrumentor()
 instrumentor.instrument(tracer_provider=TracerProvider(), logger_provider=LoggerProvider(),
                         meter_provider=MeterProvider())
 with Pool(processes=1) as pool:  # billiard's prefork pool, as Celery's prefork worker runs it
     child = pool.apply(child_state)
-before = {"packages_read": hardware._packages.cache_info().misses, "relay": relay._relay is not None}
+before = {"packages_read": hardware._packages.cache_info().misses, "relay": relay._relay is not None,
+          "frozen": gc.get_freeze_count()}
+# a child replaced more than a second after the last fork: what the parent made since is collected first, so that
+# cyclic garbage is not frozen for good (automatic collection is off: only that collection can free it)
+gc.disable()
+with Pool(processes=1, maxtasksperchild=1) as pool:
+    time.sleep(1.2)
+    garbage = Node()
+    garbage.itself = garbage
+    freed = weakref.ref(garbage)
+    del garbage
+    pool.apply(child_state)  # the child leaves after this task and the pool forks another
+    pool.apply(child_state)
+gc.enable()
+before["garbage_freed"] = freed() is None
 instrumentor.uninstrument()
 hardware._packages.cache_clear()
 with Pool(processes=1) as pool:
     uninstrumented = pool.apply(child_state)
 print(json.dumps({"parent": before, "child": child, "uninstrumented": uninstrumented,
-                  "parent_after": hardware._packages.cache_info().misses}))
+                  "parent_after": hardware._packages.cache_info().misses,
+                  "parent_frozen_after": gc.get_freeze_count()}))
 """
 
 
 @pytest.mark.parametrize("relay", ["true", "false"])
 def test_a_prefork_pool_reads_the_package_list_and_prepares_the_relay_before_it_forks(tmp_path, relay):
     """A real billiard pool in a process of its own (a relay leaves a thread behind): the main process read the
-    package list once, the child inherited it (no read of its own) and writes the store through the main process
-    unless OMTEL_STORE_RELAY=false; once uninstrumented, a pool forks as it did before."""
+    package list once, both keep what they share frozen (gc.freeze), the child inherited the list (no read of its
+    own) and writes the store through the main process unless OMTEL_STORE_RELAY=false; once uninstrumented, a pool
+    forks as it did before."""
     env = {**os.environ, "OMTEL_HOME": str(tmp_path), "OMTEL_RETENTION": "off", "OMTEL_STORE_RELAY": relay}
     env.pop("OMTEL_STORE", None)
     out = subprocess.run([sys.executable, "-c", _POOL], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     facts = json.loads(out.stdout.splitlines()[-1])
     relayed = relay == "true"
-    assert facts["parent"] == {"packages_read": 1, "relay": relayed}
+    # what the parent shares with its children stays out of both sides' collections, until it is uninstrumented
+    assert facts["parent"]["frozen"] > 0 and facts["parent_frozen_after"] == 0
+    assert facts["parent"] == {"packages_read": 1, "relay": relayed, "frozen": facts["parent"]["frozen"],
+                               "garbage_freed": True}
     # the inherited cache's one read: the parent's
-    assert facts["child"] == {"packages_read": 1, "relaying": relayed}
-    assert facts["uninstrumented"] == {"packages_read": 0, "relaying": False}
+    assert facts["child"] == {"packages_read": 1, "relaying": relayed, "frozen": True}
+    assert facts["uninstrumented"] == {"packages_read": 0, "relaying": False, "frozen": False}
     assert facts["parent_after"] == 0
 
 

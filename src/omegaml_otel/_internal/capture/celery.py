@@ -18,6 +18,7 @@ given is the package's pipeline's.
 """
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Callable, Collection
@@ -95,6 +96,7 @@ class CeleryInstrumentor(BaseInstrumentor):
         wrap_function_wrapper("billiard.pool", "Pool._create_worker_process", _before_pool_fork)
 
     def _uninstrument(self, **kwargs):
+        global _frozen_at
         signals.task_prerun.disconnect(self._prerun)
         signals.task_postrun.disconnect(self._postrun)
         signals.worker_process_shutdown.disconnect(self._shutdown)
@@ -102,6 +104,8 @@ class CeleryInstrumentor(BaseInstrumentor):
         for name in _BACKEND_CALLS:
             unwrap(Backend, name)
         unwrap(Pool, "_create_worker_process")
+        gc.unfreeze()  # what _before_pool_fork froze goes back to the collector
+        _frozen_at = None
         self._upstream.uninstrument()
 
     def _prerun(self, task_id=None, task=None, args=None, kwargs=None, **_):
@@ -205,7 +209,15 @@ def _before_pool_fork(wrapped, instance, args, kwargs):
       again (only workers warm it; a client never profiles a task).
     - Let the child write the embedded store through this process (stores/relay.py; OMTEL_STORE_RELAY=false: the
       child opens it itself).
+    - Freeze the garbage collector's objects (``gc.freeze``): no later collection, in the child or in this
+      process, writes to the objects the child shares with this process, which would copy every page they sit on.
+      Celery's pool for event-loop brokers (Redis, RabbitMQ) collects right before each fork, and each such
+      collection copied the pages of the children forked before (about 7 MB per child on Redis, docs/performance.md,
+      12). What is frozen is never freed by the collector, so a fork that replaces a child (``max_tasks_per_child``,
+      a crash) first collects what was made since the last fork. The forks that start the pool, a few ms apart,
+      do not: a collection between them would copy pages the first children share.
     """
+    global _frozen_at
     try:
         warm_packages()
         cfg = settings()
@@ -213,7 +225,17 @@ def _before_pool_fork(wrapped, instance, args, kwargs):
             prepare_pool_child()
     except Exception as exc:  # the child then does both itself, as any process does
         _report(f"could not prepare a pool child: {exc}")
+    now = time.monotonic()
+    if _frozen_at is not None and now - _frozen_at > _POOL_START:
+        gc.collect()  # what is frozen is not looked at: this costs only what was made since the last fork
+    gc.freeze()
+    _frozen_at = now
     return wrapped(*args, **kwargs)
+
+
+#: when _before_pool_fork last froze the collector's objects; forks less than _POOL_START seconds apart start a pool
+_frozen_at: float | None = None
+_POOL_START = 1.0
 
 
 def _nothing() -> None:
