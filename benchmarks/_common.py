@@ -6,8 +6,12 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -92,3 +96,43 @@ def emit_result(name: str, metrics: dict) -> None:
 def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
     ok = value >= target if higher_is_better else value <= target
     return "meets target" if ok else "MISSES target"
+
+
+#: the brokers a benchmark can run its workers on (--broker)
+BROKERS = ("filesystem", "redis", "amqp")
+
+
+@contextmanager
+def broker_urls(broker: str, channels: int) -> Iterator[list[str | None]]:
+    """One broker URL per worker: separate, empty channels on one server, removed afterwards; all None for the
+    embedded broker, whose folder is under each worker's own OMTEL_HOME."""
+    if broker == "filesystem":
+        yield [None] * channels
+    elif broker == "redis":
+        import redis  # local: only this broker needs the client
+
+        empty = [db for db in range(15, 0, -1) if redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() == 0]
+        if len(empty) < channels:
+            raise SystemExit(f"needs {channels} empty databases on the Redis server at "
+                             "127.0.0.1:6379")
+        try:
+            yield [f"redis://127.0.0.1:6379/{db}" for db in empty[:channels]]
+        finally:
+            for db in empty[:channels]:
+                redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+    else:
+        hosts = [f"omtel-bench-{i}-{uuid.uuid4().hex[:8]}" for i in range(channels)]
+        try:
+            for vhost in hosts:
+                _rabbitmqctl("add_vhost", vhost)
+                _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            yield [f"amqp://guest:guest@127.0.0.1:5672/{vhost}" for vhost in hosts]
+        finally:
+            for vhost in hosts:
+                subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    proc = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if proc.returncode:
+        raise SystemExit(f"rabbitmqctl {' '.join(args)}: {proc.stderr.strip()} (is RabbitMQ up?)")

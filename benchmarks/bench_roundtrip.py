@@ -39,14 +39,13 @@ import re
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     BENCH_DIR,
+    BROKERS,
+    broker_urls,
     emit_result,
     fresh_home,
     loadavg,
@@ -65,7 +64,6 @@ OTHER_WORKERS = {"plain": "plain_app", "stock otel": "stock_otel_app"}
 #: sides served by another side's worker
 SHARED_WORKER = {"plain, task logs": "plain"}
 TARGETS = {"logging on": 1.25, "logging off": 1.10}
-BROKERS = ("filesystem", "redis", "amqp")
 
 
 # -- client side (a subprocess per side) -----------------------------------------------------------------------------
@@ -163,43 +161,6 @@ def task_durations(om, sides_by_pid: dict[int, str]) -> dict[str, float]:
     except Exception as exc:  # informational only
         print(f"# (task span durations not available: {exc})")
         return {}
-
-
-# -- brokers -------------------------------------------------------------------------------------------------------
-@contextmanager
-def broker_urls(broker: str, channels: int) -> Iterator[list[str | None]]:
-    """One broker URL per worker: separate, empty channels on one server, removed afterwards; all None for the
-    embedded broker, whose folder is under each worker's own OMTEL_HOME."""
-    if broker == "filesystem":
-        yield [None] * channels
-    elif broker == "redis":
-        import redis  # local: only this broker needs the client
-
-        empty = [db for db in range(15, 0, -1) if redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() == 0]
-        if len(empty) < channels:
-            raise SystemExit(f"bench_roundtrip: needs {channels} empty databases on the Redis server at "
-                             "127.0.0.1:6379")
-        try:
-            yield [f"redis://127.0.0.1:6379/{db}" for db in empty[:channels]]
-        finally:
-            for db in empty[:channels]:
-                redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
-    else:
-        hosts = [f"omtel-bench-{i}-{uuid.uuid4().hex[:8]}" for i in range(channels)]
-        try:
-            for vhost in hosts:
-                _rabbitmqctl("add_vhost", vhost)
-                _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-            yield [f"amqp://guest:guest@127.0.0.1:5672/{vhost}" for vhost in hosts]
-        finally:
-            for vhost in hosts:
-                subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
-
-
-def _rabbitmqctl(*args: str) -> None:
-    proc = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
-    if proc.returncode:
-        raise SystemExit(f"bench_roundtrip: rabbitmqctl {' '.join(args)}: {proc.stderr.strip()} (is RabbitMQ up?)")
 
 
 # -- driver --------------------------------------------------------------------------------------------------------

@@ -84,6 +84,8 @@ TARGETS = [
     ("bad_day", "hanging_exit_s", "  reference: exit with a collector that never answers, s (budget 2)", None, False),
     ("memory", "ratio_child_pss_vs_plain", "pool child PSS, omtel worker / plain Celery", 1.5, False),
     ("memory", "ratio_child_pss_vs_stock", "pool child PSS, omtel worker / plain Celery + stock OTel SDK", 1.0, False),
+    ("memory", "ratio_child_pss_no_relay_vs_stock", "  reference: pool child PSS, OMTEL_STORE_RELAY=false / stock OTel",
+     None, False),
     ("memory", "ratio_startup_vs_plain", "worker start-up to first answered ping, omtel / plain Celery", 1.5, False),
     ("retention", "bytes_per_row", "  reference: embedded store bytes per log row", None, False),
     ("retention", "incremental_write_ratio", "  reference: insert with auto_vacuum=INCREMENTAL / none", None, False),
