@@ -47,6 +47,9 @@ from omegaml_otel.settings import settings
 #: the backend calls that publish a task's outcome, and the experiment event each one ends a tracked run with
 _BACKEND_CALLS = {"mark_as_done": Event.TASK_SUCCESS, "mark_as_failure": Event.TASK_FAILURE,
                   "mark_as_retry": Event.TASK_RETRY}
+#: when _before_pool_fork last froze the collector's objects; forks less than _POOL_START seconds apart start a pool
+_frozen_at: float | None = None
+_POOL_START = 1.0
 
 
 def _report(message: str) -> None:
@@ -232,10 +235,6 @@ def _before_pool_fork(wrapped, instance, args, kwargs):
     _frozen_at = now
     return wrapped(*args, **kwargs)
 
-
-#: when _before_pool_fork last froze the collector's objects; forks less than _POOL_START seconds apart start a pool
-_frozen_at: float | None = None
-_POOL_START = 1.0
 
 
 def _nothing() -> None:
