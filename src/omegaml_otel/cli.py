@@ -37,7 +37,7 @@ def _worker(args) -> int:
 def _check_embedded_store(cfg: Settings) -> None:
     """Open the embedded SQLite store now: a worker that cannot write it would run tasks and keep none of their
     records. (A ClickHouse server that is down at start may come back; it is left to the exporters' retries.)"""
-    if not cfg.store_url.startswith("sqlite:") or not any(cfg.uses_store(s) for s in ("traces", "logs", "metrics")):
+    if not cfg.store_url.startswith("sqlite:") or not cfg.writes_store():
         return
     from omegaml_otel._internal.stores import open_store  # local: see the module doc
 

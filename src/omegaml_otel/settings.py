@@ -121,6 +121,10 @@ class Settings:
     def uses_store(self, signal: str) -> bool:
         return STORE_EXPORTER in self.exporters.get(signal, ())
 
+    def writes_store(self) -> bool:
+        """Some signal goes to the store."""
+        return any(self.uses_store(signal) for signal in _SIGNALS)
+
     def store_only(self, signal: str) -> bool:
         """The embedded store is the signal's only destination: its records are readable once written locally,
         and nothing needs to wait for a collector."""

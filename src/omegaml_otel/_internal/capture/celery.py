@@ -224,7 +224,7 @@ def _before_pool_fork(wrapped, instance, args, kwargs):
     try:
         warm_packages()
         cfg = settings()
-        if cfg.store_relay and any(cfg.uses_store(signal) for signal in ("traces", "logs", "metrics")):
+        if cfg.store_relay and cfg.writes_store():
             prepare_pool_child()
     except Exception as exc:  # the child then does both itself, as any process does
         _report(f"could not prepare a pool child: {exc}")
